@@ -1,0 +1,295 @@
+"""Real servers as child processes: mosquitto, InfluxDB 1.x and VictoriaMetrics.
+
+Each runs on a free 127.0.0.1 port with its data in a directory the caller owns. The demo and the
+tests use these; nothing here assumes a system service. Every server can be stopped, killed,
+paused and restarted on the same port and data, so tests can break them on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+BROKER_CONF_TEMPLATE = REPO_DIR / "config" / "mosquitto.conf"
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def eventually(cond, timeout=10.0, interval=0.05, what="condition"):
+    """Poll `cond()` until it returns a truthy value; return it, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - reported below if we time out
+            last_exc = e
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                               + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def _find(prog: str, *extra: str) -> str:
+    for cand in (prog, *extra):
+        p = shutil.which(cand) or (cand if os.path.exists(cand) else None)
+        if p:
+            return p
+    raise ServerError(f"{prog} not found: run `make setup` (installs the Debian packages)")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Server:
+    name = "server"
+
+    def __init__(self, workdir: str | os.PathLike, port: int | None = None):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.dir / f"{self.name}.log"
+
+    # subclasses: argv(), ready()
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        return _port_open(self.port)
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        if self.proc and self.proc.poll() is None:
+            return self
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        try:
+            eventually(lambda: self.proc.poll() is None and self.ready(), timeout,
+                       what=f"{self.name} on port {self.port}")
+        except TimeoutError:
+            self.stop()
+            raise ServerError(f"{self.name} did not start; log {self.log_path}:\n"
+                              + self.log_tail())
+        return self
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def running(self) -> bool:
+        return bool(self.proc and self.proc.poll() is None)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        eventually(lambda: not _port_open(self.port), 10, what=f"{self.name} port to close")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush anything."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def restart(self) -> "Server":
+        self.stop()
+        return self.start()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Mosquitto(Server):
+    """mosquitto with the product's broker configuration (config/mosquitto.conf).
+
+    `extra_conf` lines are appended (tests use it for password files and ACLs).
+    """
+
+    name = "mosquitto"
+
+    def __init__(self, workdir, port=None, extra_conf: str = "", template: Path | None = None):
+        super().__init__(workdir, port)
+        self.extra_conf = extra_conf
+        self.template = template or BROKER_CONF_TEMPLATE
+        self.conf_path = self.dir / "mosquitto.conf"
+
+    def write_conf(self) -> None:
+        base = self.template.read_text()
+        (self.dir / "data").mkdir(exist_ok=True)
+        conf = (f"# generated from {self.template.name}\n" + base
+                + f"\nlistener {self.port} 127.0.0.1\n"
+                + f"persistence_location {self.dir / 'data'}/\n"
+                + self.extra_conf + "\n")
+        self.conf_path.write_text(conf)
+
+    def argv(self):
+        self.write_conf()
+        return [_find("mosquitto", "/usr/sbin/mosquitto"), "-c", str(self.conf_path)]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        # mosquitto saves its persistence file on SIGTERM
+        super().stop(timeout)
+
+
+class InfluxDB1(Server):
+    """Debian's InfluxDB 1.6.7 (1.x HTTP API: /write, /query, /ping)."""
+
+    name = "influxdb"
+
+    def __init__(self, workdir, port=None):
+        super().__init__(workdir, port)
+        self.rpc_port = free_port()
+        self.conf_path = self.dir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def argv(self):
+        d = self.dir
+        self.conf_path.write_text(f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{d / 'meta'}"
+  logging-enabled = false
+[data]
+  dir = "{d / 'data'}"
+  wal-dir = "{d / 'wal'}"
+  query-log-enabled = false
+  cache-snapshot-write-cold-duration = "10s"
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  max-body-size = 0
+[continuous_queries]
+  enabled = false
+""")
+        return [_find("influxd", "/usr/bin/influxd"), "-config", str(self.conf_path)]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/ping", timeout=0.5) as r:
+                return r.status == 204
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def query(self, q: str, db: str | None = None, epoch: str = "s") -> dict:
+        params = {"q": q, "epoch": epoch}
+        if db:
+            params["db"] = db
+        data = urllib.parse.urlencode(params).encode()
+        with urllib.request.urlopen(self.url + "/query", data=data, timeout=30) as r:
+            import json
+            return json.load(r)
+
+    def create_db(self, db: str) -> None:
+        self.query(f'CREATE DATABASE "{db}"')
+
+    def rows(self, q: str, db: str) -> list[dict]:
+        """Run an InfluxQL query; return the rows of all series as dicts."""
+        out = []
+        res = self.query(q, db)
+        for r in res.get("results", []):
+            if "error" in r:
+                raise ServerError(r["error"])
+            for s in r.get("series", []):
+                cols = s["columns"]
+                for v in s["values"]:
+                    row = dict(zip(cols, v))
+                    row.update(s.get("tags") or {})
+                    out.append(row)
+        return out
+
+
+class VictoriaMetrics(Server):
+    """Debian's VictoriaMetrics: takes line protocol on /write and /api/v2/write."""
+
+    name = "victoria-metrics"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def argv(self):
+        return [_find("victoria-metrics", "/usr/bin/victoria-metrics"),
+                f"-storageDataPath={self.dir / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-retentionPeriod=100y",
+                "-search.disableCache",
+                "-loggerLevel=ERROR"]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=0.5) as r:
+                return r.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def flush(self) -> None:
+        """Make just-written samples searchable (VictoriaMetrics buffers for about a second)."""
+        with urllib.request.urlopen(self.url + "/internal/force_flush", timeout=30) as r:
+            r.read()
+
+    def export(self, match: str = '{__name__!=""}', start: int | None = None,
+               end: int | None = None) -> list[dict]:
+        """Raw samples as JSON lines from /api/v1/export (timestamps in ms)."""
+        import json
+        params = {"match[]": match}
+        if start is not None:
+            params["start"] = str(start)
+        if end is not None:
+            params["end"] = str(end)
+        url = self.url + "/api/v1/export?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return [json.loads(line) for line in r.read().splitlines() if line.strip()]
+
