@@ -1,0 +1,277 @@
+"""Gateway configuration: a TOML file (config/gateway.toml is the commented sample), defaults for
+every key, environment overrides and validation.
+
+Environment overrides: ENVBOX_GW_<SECTION>_<KEY>, e.g. ENVBOX_GW_SINK_TOKEN or
+ENVBOX_GW_MQTT_PORT=1884. They win over the file, so secrets can stay out of it (systemd
+`EnvironmentFile=`). A value is parsed as the key's type (int, float, bool: 1/0/true/false/yes/no).
+
+Secrets (passwords, tokens) never reach a log: the dataclasses' repr masks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ENV_PREFIX = "ENVBOX_GW_"
+SECRET_KEYS = frozenset({"password", "token"})
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key."""
+
+
+def _masked_repr(self) -> str:
+    parts = []
+    for f in fields(self):
+        v = getattr(self, f.name)
+        if f.name in SECRET_KEYS and v:
+            v = "***"
+        parts.append(f"{f.name}={v!r}")
+    return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@dataclass(repr=False)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    # Fixed, so the broker keeps our session (queued QoS 1 messages) while we are away.
+    client_id: str = "envbox-gateway-1"
+    username: str = ""
+    password: str = ""
+    topic: str = "envbox/v1/+/data"
+    shared_group: str = ""            # "" = plain subscription; else $share/<group>/<topic>
+    session_expiry_s: int = 7 * 86400  # how long the broker keeps our session while we are gone
+    keepalive_s: int = 30
+    receive_maximum: int = 1000       # unacked QoS 1 messages the broker may have in flight to us
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_insecure: bool = False        # skip host name check (never in production)
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    __repr__ = _masked_repr
+
+    def subscription(self) -> str:
+        if self.shared_group:
+            return f"$share/{self.shared_group}/{self.topic}"
+        return self.topic
+
+    def device_index(self) -> int:
+        """Index of the topic level that names the device (the single `+`)."""
+        return self.topic.split("/").index("+")
+
+
+@dataclass(repr=False)
+class IngestConfig:
+    commit_max_messages: int = 500    # commit (then ack) after this many messages ...
+    commit_max_ms: float = 50.0       # ... or this long after the first uncommitted one
+    max_future_s: int = 86400         # samples stamped further ahead of our clock: dead letter
+    __repr__ = _masked_repr
+
+
+@dataclass(repr=False)
+class SpoolConfig:
+    path: str = "/var/lib/envbox-gateway/spool.sqlite3"
+    max_rows: int = 5_000_000         # ~ 100 boxes x 5.8 days; beyond it the oldest are dropped
+    synchronous: str = "FULL"         # FULL (durable on power cut) or NORMAL (see docs/gateway.md)
+    __repr__ = _masked_repr
+
+
+@dataclass(repr=False)
+class SinkConfig:
+    kind: str = "influx1"             # "influx1" (/write, InfluxDB 1.x) or "influx2" (/api/v2/write)
+    url: str = "http://127.0.0.1:8086"
+    database: str = "envbox"          # influx1
+    retention_policy: str = ""        # influx1, "" = the database's default
+    username: str = ""                # influx1
+    password: str = ""                # influx1
+    create_database: bool = True      # influx1: CREATE DATABASE at start if missing
+    org: str = ""                     # influx2
+    bucket: str = "envbox"            # influx2
+    token: str = ""                   # influx2
+    measurement: str = "envbox"
+    batch_size: int = 5000            # rows per write (InfluxData's recommended optimum)
+    timeout_s: float = 10.0
+    retry_initial_s: float = 0.5      # first back-off after a failed write
+    retry_max_s: float = 60.0         # back-off ceiling
+    retry_after_max_s: float = 600.0  # ceiling on a server's Retry-After
+    idle_poll_s: float = 0.05         # how often the writer looks for new rows when idle
+    __repr__ = _masked_repr
+
+
+@dataclass(repr=False)
+class HttpConfig:
+    listen: str = ""                  # "127.0.0.1:9108" serves /metrics and /healthz; "" = off
+    __repr__ = _masked_repr
+
+
+@dataclass(repr=False)
+class Config:
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    __repr__ = _masked_repr
+
+    def replace(self, **sections) -> "Config":
+        """Copy with some keys changed: cfg.replace(sink={"url": ...}, spool={"path": ...})."""
+        new = {}
+        for f in fields(self):
+            sec = getattr(self, f.name)
+            new[f.name] = dataclasses.replace(sec, **sections.get(f.name, {}))
+        cfg = Config(**new)
+        validate(cfg)
+        return cfg
+
+
+SECTIONS = {f.name: f.default_factory for f in fields(Config)}
+
+
+def _coerce(section: str, key: str, typ, value, origin: str):
+    where = f"[{section}] {key} ({origin})"
+    if typ == "bool" or typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if typ == "int" or typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""), 0)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if typ == "float" or typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Config:
+    """Read `path` (optional), apply ENVBOX_GW_* overrides from `env` (default os.environ),
+    validate, return a Config. Raises ConfigError with a message naming the key."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+    env = os.environ if env is None else env
+    built = {}
+    for sec, factory in SECTIONS.items():
+        obj = factory()
+        given = raw.get(sec, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"[{sec}] must be a table")
+        known = {f.name: f for f in fields(obj)}
+        for key, value in given.items():
+            if key not in known:
+                raise ConfigError(f"[{sec}] unknown key {key!r} (known: {', '.join(sorted(known))})")
+            setattr(obj, key, _coerce(sec, key, known[key].type, value, str(path)))
+        for key, f in known.items():
+            name = f"{ENV_PREFIX}{sec.upper()}_{key.upper()}"
+            if name in env:
+                setattr(obj, key, _coerce(sec, key, f.type, env[name], name))
+        built[sec] = obj
+    for sec in raw:
+        if sec not in SECTIONS:
+            raise ConfigError(f"unknown section [{sec}] (known: {', '.join(SECTIONS)})")
+    cfg = Config(**built)
+    validate(cfg)
+    return cfg
+
+
+_URL_RE = re.compile(r"^https?://[^/\s]+(/.*)?$")
+
+
+def validate(cfg: Config) -> None:
+    m, s, k, i = cfg.mqtt, cfg.spool, cfg.sink, cfg.ingest
+
+    def need(cond, msg):
+        if not cond:
+            raise ConfigError(msg)
+
+    need(m.host, "[mqtt] host must not be empty")
+    need(0 < m.port < 65536, f"[mqtt] port {m.port} is not a TCP port")
+    need(0 < len(m.client_id) <= 128 and m.client_id.isprintable(),
+         "[mqtt] client_id must be 1..128 printable characters; it must be fixed so the broker "
+         "keeps the gateway's session")
+    levels = m.topic.split("/")
+    need(levels.count("+") == 1 and "#" not in levels,
+         f"[mqtt] topic {m.topic!r} must have exactly one `+` level (the device id) and no `#`")
+    need(not m.topic.startswith("$"), "[mqtt] topic must not start with $ (use shared_group)")
+    need(not m.shared_group or re.fullmatch(r"[^/+#\s]+", m.shared_group),
+         f"[mqtt] shared_group {m.shared_group!r} must not contain / + # or spaces")
+    need(m.session_expiry_s > 0,
+         "[mqtt] session_expiry_s must be > 0, or the broker drops queued samples when the "
+         "gateway disconnects")
+    need(5 <= m.keepalive_s <= 65535, "[mqtt] keepalive_s must be 5..65535")
+    need(1 <= m.receive_maximum <= 65535, "[mqtt] receive_maximum must be 1..65535")
+    need(not m.password or m.username, "[mqtt] password set without username")
+    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        p = getattr(m, key)
+        need(not p or os.path.isfile(p), f"[mqtt] {key}: file {p} not found")
+    need(0 < m.reconnect_min_s <= m.reconnect_max_s,
+         "[mqtt] need 0 < reconnect_min_s <= reconnect_max_s")
+
+    need(1 <= i.commit_max_messages <= m.receive_maximum,
+         "[ingest] commit_max_messages must be 1..[mqtt] receive_maximum: holding more unacked "
+         "messages than the broker may send stalls delivery")
+    need(0 < i.commit_max_ms <= 10000, "[ingest] commit_max_ms must be in (0, 10000]")
+    need(i.max_future_s > 0, "[ingest] max_future_s must be > 0")
+
+    need(s.path, "[spool] path must not be empty")
+    need(s.max_rows >= 1, "[spool] max_rows must be >= 1")
+    s.synchronous = s.synchronous.upper()
+    need(s.synchronous in ("FULL", "NORMAL", "EXTRA"),
+         f"[spool] synchronous must be FULL, EXTRA or NORMAL, got {s.synchronous!r}")
+
+    need(k.kind in ("influx1", "influx2"), f"[sink] kind must be influx1 or influx2, got {k.kind!r}")
+    need(_URL_RE.match(k.url), f"[sink] url {k.url!r} is not an http(s) URL")
+    if k.kind == "influx1":
+        need(k.database, "[sink] database is required for kind = influx1")
+        need(not k.password or k.username, "[sink] password set without username")
+    else:
+        need(k.bucket, "[sink] bucket is required for kind = influx2")
+    need(k.measurement, "[sink] measurement must not be empty")
+    need(1 <= k.batch_size <= 100000, "[sink] batch_size must be 1..100000")
+    need(k.timeout_s > 0, "[sink] timeout_s must be > 0")
+    need(0 < k.retry_initial_s <= k.retry_max_s, "[sink] need 0 < retry_initial_s <= retry_max_s")
+    need(k.retry_after_max_s > 0, "[sink] retry_after_max_s must be > 0")
+    need(k.idle_poll_s > 0, "[sink] idle_poll_s must be > 0")
+
+    if cfg.http.listen:
+        host, _, port = cfg.http.listen.rpartition(":")
+        need(host and port.isdigit() and 0 <= int(port) < 65536,
+             f"[http] listen {cfg.http.listen!r} must be HOST:PORT")
+
+
+def http_address(cfg: Config) -> tuple[str, int] | None:
+    if not cfg.http.listen:
+        return None
+    host, _, port = cfg.http.listen.rpartition(":")
+    return host.strip("[]"), int(port)
