@@ -1,0 +1,108 @@
+"""The gateway as one object: spool + ingest + writer (+ optional /metrics and /healthz).
+
+    gw = Gateway(config.load("gateway.toml")).start()
+    ...
+    gw.stats()      # counters and gauges
+    gw.stop()       # commit + ack what arrived, disconnect, finish the write in flight
+
+Usable in-process (the demo, tests) or through `envbox-gateway run` (cli.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .config import Config, http_address
+from .ingest import Ingest
+from .metrics import Counters, MetricsServer, prometheus_text
+from .spool import Spool
+from .writer import Writer
+
+log = logging.getLogger("envbox.gateway")
+
+# /healthz says unhealthy when the database has been failing this long with rows waiting.
+SINK_FAILING_UNHEALTHY_S = 300.0
+
+
+class Gateway:
+    def __init__(self, cfg: Config, sink=None):
+        self.cfg = cfg
+        self.counters = Counters()
+        s = cfg.spool
+        self.spool = Spool(s.path, max_rows=s.max_rows, synchronous=s.synchronous)
+        self.ingest = Ingest(cfg, self.spool, self.counters)
+        self.writer = Writer(cfg, self.spool, self.counters, sink=sink)
+        self.http: MetricsServer | None = None
+        self.started_s: float | None = None
+
+    def start(self) -> "Gateway":
+        log.info("gateway starting: %r", self.cfg)   # secrets are masked by the repr
+        self.started_s = time.time()
+        self.writer.start()
+        self.ingest.start()
+        addr = http_address(self.cfg)
+        if addr:
+            self.http = MetricsServer(addr[0], addr[1], self).start()
+            log.info("metrics on http://%s:%d/metrics", addr[0], self.http.port)
+        return self
+
+    def stop(self) -> None:
+        # Ingest first: commit and acknowledge what arrived, then leave the broker (it queues
+        # the rest for our session). Then the writer finishes the write in flight.
+        self.ingest.stop()
+        self.writer.stop()
+        if self.http:
+            self.http.stop()
+        log.info("gateway stopped: %s", self.counters.snapshot())
+
+    def alive(self) -> bool:
+        return self.ingest.alive() and self.writer.alive()
+
+    def stats(self) -> dict:
+        d = self.counters.snapshot()
+        d["spool_depth"] = self.spool.depth
+        d["mqtt_connected"] = self.ingest.connected
+        return d
+
+    def wait_drained(self, timeout: float = 30.0) -> bool:
+        """True once nothing is queued in memory or in the spool (tests, demo)."""
+        from envbox.servers import eventually
+        try:
+            eventually(lambda: self.ingest._q.empty() and self.spool.depth == 0, timeout,
+                       what="gateway drained")
+            return True
+        except TimeoutError:
+            return False
+
+    def health(self) -> dict:
+        now = time.time()
+        problems = []
+        if not self.ingest.alive():
+            problems.append("ingest thread died")
+        if not self.writer.alive():
+            problems.append("writer thread died")
+        if not self.ingest.connected:
+            problems.append("not connected to the MQTT broker")
+        fs = self.writer.failing_since_s
+        if fs is not None and now - fs > SINK_FAILING_UNHEALTHY_S:
+            problems.append(f"database writes failing for {now - fs:.0f} s: "
+                            f"{self.writer.last_error}")
+        return {"ok": not problems, "problems": problems, "spool_depth": self.spool.depth,
+                "mqtt_connected": self.ingest.connected,
+                "mqtt_session_present": self.ingest.session_present,
+                "last_write_ok_s": self.writer.last_success_s,
+                "last_write_error": self.writer.last_error}
+
+    def prometheus(self) -> str:
+        w = self.writer
+        gauges = {
+            "spool_depth_samples": (self.spool.depth, "samples waiting in the spool"),
+            "mqtt_connected": (int(self.ingest.connected), "1 while connected to the broker"),
+            "sink_failing": (int(w.failing_since_s is not None),
+                             "1 while database writes are failing"),
+            "last_write_ok_timestamp_seconds": (w.last_success_s or 0,
+                                                "Unix time of the last 2xx from the database"),
+            "up_since_timestamp_seconds": (self.started_s or 0, "Unix time the gateway started"),
+        }
+        return prometheus_text(self.counters.snapshot(), gauges)

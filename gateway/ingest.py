@@ -1,0 +1,302 @@
+"""Gateway ingest: MQTT (persistent session, QoS 1, manual ack) -> validation -> spool.
+
+Threads: paho's network thread only queues each message (mid, qos, topic, payload) in memory and
+returns; it never acknowledges. The committer thread takes a group of messages (up to
+commit_max_messages, or what arrived within commit_max_ms of the first), decodes and validates
+them, stores the group in one spool transaction and, only after COMMIT returned, sends the
+PUBACKs in the order the messages arrived (MQTT requires that order). A crash at any point before
+the commit leaves the messages unacknowledged, so the broker redelivers them on reconnect; a crash
+between commit and PUBACK makes a redelivery that the spool's UNIQUE key and the seq ranges
+recognise as a duplicate.
+
+Why a group commit: one fsync per message (synchronous=FULL) caps ingest at the disk's fsync rate
+(tens to hundreds per second on an SD card); a group of up to 500 amortises it. The group never
+exceeds the broker's in-flight window (Receive Maximum), which would stall delivery.
+
+Acks are tied to the connection a message came on: after a reconnect, a packet id from the old
+connection may name a different message on the new one, so stale acks are skipped (the broker
+redelivers those messages; the spool ignores the copies).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from datetime import datetime, timezone
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from envbox.firmware import wire
+
+from .config import Config
+from .metrics import Counters
+from .spool import Accepted, Rejected, Spool
+
+log = logging.getLogger("envbox.gateway.ingest")
+
+# A box whose clock was never set stamps t_s2020 = 0 (2020-01-01T00:00:00Z): not a real time.
+MIN_T_UTC_S = wire.EPOCH_2020_UNIX_S + 1
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_message(topic: str, payload: bytes, device_index: int, now: float,
+                  max_future_s: float, received_at: float | None = None) -> Accepted | Rejected:
+    """Decode and validate one message. Never raises: anything wrong becomes a Rejected with a
+    reason (malformed payloads have a reason starting with "malformed:")."""
+    received_at = now if received_at is None else received_at
+    payload = bytes(payload)
+    levels = topic.split("/")
+    topic_dev = levels[device_index] if len(levels) > device_index else None
+    try:
+        d = wire.decode(payload)
+    except wire.WireError as e:
+        return Rejected(topic, f"malformed: {e}", payload, received_at, device=topic_dev)
+    except Exception as e:  # noqa: BLE001 - a decoder bug must dead-letter, not kill ingest
+        return Rejected(topic, f"malformed: decoder raised {type(e).__name__}: {e}", payload,
+                        received_at, device=topic_dev)
+    dev, seq, t = d["device"], d["seq"], d["t_utc_s"]
+    if dev != topic_dev:
+        return Rejected(topic, f"device mismatch: topic says {topic_dev!r}, payload says {dev!r}",
+                        payload, received_at, device=topic_dev, seq=seq, t_utc_s=t)
+    if t > now + max_future_s:
+        return Rejected(topic, f"timestamp {_iso(t)} is {t - now:.0f} s ahead of the gateway "
+                        f"clock (limit {max_future_s:.0f} s)", payload, received_at,
+                        device=dev, seq=seq, t_utc_s=t, count_seq=True)
+    if t < MIN_T_UTC_S:
+        return Rejected(topic, f"timestamp {_iso(t)}: the box's clock was not set", payload,
+                        received_at, device=dev, seq=seq, t_utc_s=t, count_seq=True)
+    return Accepted(dev, seq, t, payload, received_at, topic)
+
+
+class Ingest:
+    def __init__(self, cfg: Config, spool: Spool, counters: Counters):
+        self.cfg = cfg
+        self.spool = spool
+        self.counters = counters
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._gen = 0                      # connection generation; bumped on every disconnect
+        self._gen_lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ever_connected = bool(spool.counters().get("mqtt_connects", 0))
+        self.session_present: bool | None = None
+        self.last_commit_s: float | None = None   # time.time() of the last spool commit
+        self.client = self._make_client()
+
+    # --- MQTT -------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        m = self.cfg.mqtt
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id,
+                        protocol=mqtt.MQTTv5, manual_ack=True, reconnect_on_failure=True)
+        if m.username:
+            c.username_pw_set(m.username, m.password or None)
+        if m.tls or m.tls_ca_file or m.tls_cert_file:
+            c.tls_set(ca_certs=m.tls_ca_file or None, certfile=m.tls_cert_file or None,
+                      keyfile=m.tls_key_file or None)
+            if m.tls_insecure:
+                c.tls_insecure_set(True)
+        c.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        # paho re-raises callback exceptions out of its loop thread, which then dies silently;
+        # every callback here catches its own, but keep paho from dying on any we missed.
+        c.suppress_exceptions = True
+        return c
+
+    def _connect_props(self) -> Properties:
+        p = Properties(PacketTypes.CONNECT)
+        p.SessionExpiryInterval = self.cfg.mqtt.session_expiry_s
+        p.ReceiveMaximum = self.cfg.mqtt.receive_maximum
+        return p
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        try:
+            if reason_code.is_failure:
+                log.error("MQTT connect refused: %s", reason_code)
+                return
+            self.counters.add("connects")
+            self.session_present = bool(flags.session_present)
+            if not flags.session_present:
+                self.counters.add("session_missing")
+                if self._ever_connected:
+                    log.warning("MQTT: the broker had no session for client id %r: messages "
+                                "queued for us while we were away (if any) are lost; check the "
+                                "broker's persistence and persistent_client_expiration",
+                                self.cfg.mqtt.client_id)
+                else:
+                    log.info("MQTT: new session for client id %r", self.cfg.mqtt.client_id)
+            else:
+                log.info("MQTT: resumed session for client id %r", self.cfg.mqtt.client_id)
+            if not self._ever_connected:
+                self._record_connect()
+            self._ever_connected = True
+            # Subscribing again on a resumed session is harmless, and needed for shared
+            # subscriptions on mosquitto < 2.0.12, which forgets them on reconnect.
+            client.subscribe(self.cfg.mqtt.subscription(), qos=1)
+            self._connected.set()
+        except Exception:  # noqa: BLE001
+            self.counters.add("callback_errors")
+            log.exception("on_connect")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        for rc in reason_codes:
+            if rc.is_failure:
+                log.error("MQTT subscribe to %s refused: %s", self.cfg.mqtt.subscription(), rc)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self._gen_lock:
+            self._gen += 1
+        self._connected.clear()
+        self.counters.add("disconnects")
+        if not self._stop.is_set():
+            log.warning("MQTT disconnected: %s (paho reconnects)", reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            try:
+                topic = msg.topic
+            except UnicodeDecodeError:
+                topic = msg._topic.decode("utf-8", "replace")
+            self._q.put((self._gen, msg.mid, msg.qos, topic, msg.payload, time.time()))
+        except Exception:  # noqa: BLE001 - the message stays unacked and will be redelivered
+            self.counters.add("callback_errors")
+            log.exception("on_message")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        self._thread = threading.Thread(target=self._run, name="gw-ingest", daemon=True)
+        self._thread.start()
+        # clean_start=False + a session expiry: the broker keeps our subscription and queues
+        # QoS 1 messages while we are away, across gateway restarts (paho's default,
+        # MQTT_CLEAN_START_FIRST_ONLY, would wipe it on every process start).
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False,
+                                  properties=self._connect_props())
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit and acknowledge what has arrived, then disconnect."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        try:
+            self.client.disconnect()
+        except Exception:  # noqa: BLE001
+            pass
+        self.client.loop_stop()
+
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    # --- committer --------------------------------------------------------------------------
+
+    def _take_group(self) -> list:
+        try:
+            first = self._q.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        group = [first]
+        n_max = self.cfg.ingest.commit_max_messages
+        deadline = time.monotonic() + self.cfg.ingest.commit_max_ms / 1000
+        while len(group) < n_max:
+            left = deadline - time.monotonic()
+            try:
+                group.append(self._q.get_nowait() if left <= 0 else self._q.get(timeout=left))
+            except queue.Empty:
+                break
+            if left <= 0:
+                # past the deadline: take only what is already queued
+                while len(group) < n_max:
+                    try:
+                        group.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                break
+        return group
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            group = self._take_group()
+            if group:
+                self._commit_group(group)
+            elif stopping:
+                return
+
+    def _commit_group(self, group) -> None:
+        ing = self.cfg.ingest
+        idx = self.cfg.mqtt.device_index()
+        now = time.time()
+        items = [check_message(topic, payload, idx, now, ing.max_future_s, rx)
+                 for (_g, _mid, _qos, topic, payload, rx) in group]
+        delay = 0.1
+        while True:
+            try:
+                res = self.spool.ingest(items)
+                break
+            except Exception as e:  # noqa: BLE001 - disk full, I/O error, locked: keep trying
+                self.counters.add("spool_errors")
+                log.error("spool commit failed (%s); %d messages stay unacknowledged, retrying",
+                          e, len(items))
+                if self._stop.wait(delay):
+                    return   # shutting down: the broker redelivers them next time
+                delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)
+        self.last_commit_s = time.time()
+        c = self.counters
+        c.add("received", len(group))
+        c.add("spooled", res.spooled)
+        c.add("duplicates", res.duplicates)
+        c.add("dropped_oldest", res.dropped_oldest)
+        malformed = sum(1 for it in items
+                        if isinstance(it, Rejected) and it.reason.startswith("malformed:"))
+        c.add("malformed", malformed)
+        c.add("rejected", res.dead_lettered - malformed)
+        c.add("dead_lettered", res.dead_lettered)
+        for it in items:
+            if isinstance(it, Rejected):
+                log.warning("dead letter from %s: %s", it.topic, it.reason)
+        # Only now that the group is committed may the broker forget it.
+        acked = skipped = 0
+        with self._gen_lock:
+            gen = self._gen
+            for (g, mid, qos, *_rest) in group:
+                if qos == 0:
+                    continue
+                if g == gen:
+                    self.client.ack(mid, qos)
+                    acked += 1
+                else:
+                    skipped += 1
+        c.add("acked", acked)
+        c.add("ack_skipped", skipped)
+
+    def _record_connect(self) -> None:
+        # Remember in the spool that this client id has had a session, so that a later start
+        # that finds none can say so (see _on_connect).
+        try:
+            self.spool.conn().execute(
+                "INSERT INTO counters (name, value) VALUES ('mqtt_connects', 1)"
+                " ON CONFLICT(name) DO UPDATE SET value = value + 1")
+        except Exception:  # noqa: BLE001 - only used for a log message
+            log.exception("recording the connection in the spool")

@@ -1,0 +1,114 @@
+"""Gateway counters and gauges, their Prometheus text form, and the /metrics + /healthz server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger("envbox.gateway.metrics")
+
+# name -> help text. Counters only grow within one process's life.
+COUNTERS = {
+    "received": "MQTT messages received (including broker redeliveries)",
+    "spooled": "samples newly stored in the spool",
+    "duplicates": "messages whose device+seq had already been received (redeliveries)",
+    "acked": "messages acknowledged to the broker after their spool commit",
+    "ack_skipped": "messages not acknowledged because the connection they came on was gone",
+    "malformed": "messages whose payload did not decode (dead-lettered)",
+    "rejected": "decoded messages refused by validation: wrong device, bad time (dead-lettered)",
+    "dead_lettered": "messages and rows moved to the dead letters (ingest and sink)",
+    "dead_lettered_sink": "rows the database refused with a 4xx, moved to the dead letters",
+    "written": "samples the database acknowledged with 2xx",
+    "write_requests": "write requests sent to the database",
+    "retried": "failed write attempts that will be retried (5xx, 429, time-out, refused)",
+    "bisections": "4xx answers that made the writer split a batch to find the refused rows",
+    "dropped_oldest": "samples dropped because the spool reached max_rows",
+    "spool_errors": "spool transactions that failed (messages stay unacknowledged)",
+    "connects": "successful MQTT connections",
+    "disconnects": "MQTT disconnections",
+    "session_missing": "connections on which the broker had no session for us",
+    "callback_errors": "exceptions caught in MQTT callbacks",
+}
+
+
+class Counters:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._c = dict.fromkeys(COUNTERS, 0)
+
+    def add(self, name: str, n: int = 1) -> None:
+        if n:
+            with self._lock:
+                self._c[name] += n
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._c[name]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._c)
+
+
+def prometheus_text(counters: dict[str, int], gauges: dict[str, tuple[float, str]]) -> str:
+    lines = []
+    for name, v in counters.items():
+        full = f"envbox_gateway_{name}_total"
+        lines.append(f"# HELP {full} {COUNTERS.get(name, name)}")
+        lines.append(f"# TYPE {full} counter")
+        lines.append(f"{full} {v}")
+    for name, (v, help_) in gauges.items():
+        full = f"envbox_gateway_{name}"
+        lines.append(f"# HELP {full} {help_}")
+        lines.append(f"# TYPE {full} gauge")
+        lines.append(f"{full} {float(v)!r}")
+    return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """Serves GET /metrics (Prometheus text 0.0.4) and GET /healthz (JSON; 200 healthy, 503 not)."""
+
+    def __init__(self, host: str, port: int, gateway):
+        gw = gateway
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                try:
+                    if self.path == "/metrics":
+                        body = gw.prometheus().encode()
+                        self._send(200, "text/plain; version=0.0.4; charset=utf-8", body)
+                    elif self.path == "/healthz":
+                        h = gw.health()
+                        self._send(200 if h["ok"] else 503, "application/json",
+                                   json.dumps(h).encode())
+                    else:
+                        self._send(404, "text/plain", b"not found\n")
+                except Exception as e:  # noqa: BLE001 - a metrics bug must not kill the server
+                    log.exception("metrics handler")
+                    self._send(500, "text/plain", f"{e}\n".encode())
+
+            def _send(self, status, ctype, body):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="gw-http",
+                                       daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
