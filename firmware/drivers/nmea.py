@@ -1,0 +1,444 @@
+# GNSS receiver (u-blox NEO-6M / NEO-M8N class) on a UART, NMEA 0183 at 9600 8N1, 1 Hz.
+# NMEA 0183 v4.1 RMC and GGA; any talker (GP, GN, BD, GL, GA). Checksum: XOR of the characters
+# between '$' and '*', two hex digits.
+#
+# A fix is published only when RMC says 'A' (valid) and GGA reports quality > 0 for the same UTC
+# second; the clock may be set only from such a fix (receivers print time with status 'V' before
+# they have a fix, and that time can be wrong). Everything is parsed into integers with fixed
+# scales, in place, so the steady state allocates nothing.
+#
+# Integer conversions (the simulator's ground truth uses the same arithmetic):
+#   lat_e7 = dd * 10^7 + round(minutes_e5 * 10^7 / (60 * 10^5)) = dd*10^7 + (m_e5*5 + 1)//3
+#   speed_kmh_x10 = round(knots_e3 * 1.852 * 10 / 1000) = (kn_e3*1852 + 50000)//100000
+#   course_x10 = round(course_e2 / 10), hdop_x10 = round(hdop_e2 / 10), alt_dm = altitude_e1
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_LINE_LEN = const(96)     # NMEA allows 82 characters; u-blox stays below
+_RX_LEN = const(64)
+_MAX_FIELDS = const(20)
+_DAYS_1970_TO_2020 = const(18262)
+_MIN_YEAR = const(2024)
+_RING = const(16)         # fixes kept, one per second: a late sample still gets its own second   # a receiver's date before this is its power-on default, not the time
+
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a Gregorian date (H. Hinnant's algorithm, integers only)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _hex(c):
+    if 48 <= c <= 57:
+        return c - 48
+    if 65 <= c <= 70:
+        return c - 55
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+class GNSS:
+    """NMEA GNSS receiver. After poll(), `fix_t_s2020` is the UTC second (since 2020) of the last
+    complete valid fix, with lat_e7/lon_e7 (degrees x1e7), alt_dm, speed_kmh_x10, course_x10,
+    sats, hdop_x10 and fix_quality."""
+
+    def __init__(self, uart, cfg=None):
+        self._uart = uart
+        # dates before min_year are a receiver's power-on default: never a valid fix
+        self._min_day = days_from_civil((cfg or {}).get("min_year", _MIN_YEAR), 1, 1)
+        self._rx = bytearray(_RX_LEN)
+        self._line = bytearray(_LINE_LEN)
+        self._n = 0
+        self._in = False
+        self._f = [0] * _MAX_FIELDS     # field start offsets in _line
+        self._nf = 0
+        self._empty = False
+        self._s = 0
+        self._e = 0
+        self._end = 0
+        # last RMC
+        self._rmc_sod = -1
+        self._rmc_day = -1
+        self._rmc_valid = False
+        self._rmc_lat = 0
+        self._rmc_lon = 0
+        self._rmc_speed = 0
+        self._rmc_course = 0
+        # last GGA
+        self._gga_sod = -1
+        self._gga_q = 0
+        self._gga_sats = 0
+        self._gga_hdop = 0
+        self._gga_alt = 0
+        self._gga_lat = 0
+        self._gga_lon = 0
+        # published fix
+        self.fix_t_s2020 = -1
+        self.fix_quality = 0
+        self.lat_e7 = 0
+        self.lon_e7 = 0
+        self.alt_dm = 0
+        self.speed_kmh_x10 = 0
+        self.course_x10 = 0
+        self.sats = 0
+        self.hdop_x10 = 0
+        self.fixes = 0
+        # the last _RING fixes by second, so fill() finds the fix of any recent grid second
+        self._rt = [-1] * _RING
+        self._rq = [0] * _RING
+        self._rlat = [0] * _RING
+        self._rlon = [0] * _RING
+        self._ralt = [0] * _RING
+        self._rspd = [0] * _RING
+        self._rcrs = [0] * _RING
+        self._rsats = [0] * _RING
+        self._rhdop = [0] * _RING
+        # last time seen, even without a fix (for diagnostics only; never sets the clock)
+        self.time_seen_s2020 = -1
+        # counters
+        self.sentences_ok = 0
+        self.checksum_errors = 0
+        self.bytes_skipped = 0
+        self.overlong = 0
+        self.bad_fields = 0
+
+    def start(self, now_ms):
+        pass
+
+    def request(self, now_ms):
+        pass
+
+    def ready(self):
+        return True
+
+    def poll(self, now_ms):
+        """Consume the bytes the UART holds; return the number of new complete fixes."""
+        before = self.fixes
+        try:
+            while self._uart.any():
+                got = self._uart.readinto(self._rx, _RX_LEN)
+                if not got:
+                    break
+                for i in range(got):
+                    self._byte(self._rx[i])
+        except OSError:
+            pass
+        return self.fixes - before
+
+    def feed(self, data):
+        """Parse bytes directly (tests, capture decoding)."""
+        before = self.fixes
+        for c in data:
+            self._byte(c)
+        return self.fixes - before
+
+    def _byte(self, c):
+        if c == 0x24:  # '$'
+            if self._in:
+                self.bytes_skipped += self._n
+            self._in = True
+            self._n = 0
+            return
+        if not self._in:
+            if c != 0x0D and c != 0x0A:
+                self.bytes_skipped += 1
+            return
+        if c == 0x0A or c == 0x0D:
+            self._in = False
+            self._sentence()
+            return
+        if self._n >= _LINE_LEN:
+            self.overlong += 1
+            self.bytes_skipped += self._n
+            self._in = False
+            return
+        self._line[self._n] = c
+        self._n += 1
+
+    def _sentence(self):
+        b = self._line
+        n = self._n
+        # checksum: ...*HH
+        if n < 9 or b[n - 3] != 0x2A:
+            self.checksum_errors += 1
+            return
+        x = 0
+        for i in range(n - 3):
+            x ^= b[i]
+        h = _hex(b[n - 2])
+        lo = _hex(b[n - 1])
+        if h < 0 or lo < 0 or (h << 4 | lo) != x:
+            self.checksum_errors += 1
+            return
+        self.sentences_ok += 1
+        # split fields (offsets of the character after each ',')
+        f = self._f
+        nf = 0
+        f[0] = 0
+        nf = 1
+        end = n - 3
+        for i in range(end):
+            if b[i] == 0x2C:
+                if nf >= _MAX_FIELDS:
+                    break
+                f[nf] = i + 1
+                nf += 1
+        self._nf = nf
+        self._end = end
+        # sentence id: talker (2 chars) + type (3 chars)
+        if nf < 2 or f[1] != 6:
+            return
+        t0, t1, t2 = b[2], b[3], b[4]
+        if t0 == 0x52 and t1 == 0x4D and t2 == 0x43:      # RMC
+            self._rmc()
+        elif t0 == 0x47 and t1 == 0x47 and t2 == 0x41:    # GGA
+            self._gga()
+
+    def _span(self, k):
+        # field k is _line[_s:_e]; an absent field is empty (no tuple: nothing to allocate)
+        if k >= self._nf:
+            self._s = 0
+            self._e = 0
+            return
+        self._s = self._f[k]
+        self._e = self._f[k + 1] - 1 if k + 1 < self._nf else self._end
+
+    def _dec(self, k, decimals):
+        """Field k as an integer scaled by 10**decimals (rounded half up). Sets self._empty."""
+        if k >= self._nf:
+            self._empty = True
+            return 0
+        self._span(k)
+        s = self._s
+        e = self._e
+        b = self._line
+        self._empty = s >= e
+        neg = False
+        if s < e and b[s] == 0x2D:
+            neg = True
+            s += 1
+        v = 0
+        frac = -1          # digits seen after the point; -1 before it
+        roundup = 0
+        for i in range(s, e):
+            c = b[i]
+            if c == 0x2E:
+                if frac >= 0:
+                    self._empty = True
+                    return 0
+                frac = 0
+                continue
+            if c < 48 or c > 57:
+                self._empty = True
+                return 0
+            if frac >= decimals:
+                if frac == decimals:
+                    roundup = 1 if c >= 53 else 0
+                frac += 1
+                continue
+            v = v * 10 + (c - 48)
+            if frac >= 0:
+                frac += 1
+        if frac < 0:
+            frac = 0
+        while frac < decimals:
+            v *= 10
+            frac += 1
+        v += roundup
+        return -v if neg else v
+
+    def _sod(self, k):
+        # hhmmss(.ss) -> seconds of day, or -1
+        v = self._dec(k, 0)
+        if self._empty:
+            return -1
+        # _dec rounded the fraction; time is floored instead
+        self._span(k)
+        s = self._s
+        e = self._e
+        if e - s < 6:
+            return -1
+        b = self._line
+        hh = (b[s] - 48) * 10 + b[s + 1] - 48
+        mm = (b[s + 2] - 48) * 10 + b[s + 3] - 48
+        ss = (b[s + 4] - 48) * 10 + b[s + 5] - 48
+        if v < 0 or hh > 23 or mm > 59 or ss > 60:
+            return -1
+        return hh * 3600 + mm * 60 + ss
+
+    def _angle(self, k, deg_digits):
+        # ddmm.mmmmm + hemisphere in field k+1 -> degrees x1e7, or None via _empty
+        self._span(k)
+        s = self._s
+        e = self._e
+        if e - s < deg_digits + 2:
+            self._empty = True
+            return 0
+        b = self._line
+        dd = 0
+        for i in range(s, s + deg_digits):
+            c = b[i]
+            if c < 48 or c > 57:
+                self._empty = True
+                return 0
+            dd = dd * 10 + c - 48
+        # minutes: parse the rest of the field as a decimal with 5 places
+        save = self._f[k]
+        self._f[k] = s + deg_digits
+        m_e5 = self._dec(k, 5)
+        self._f[k] = save
+        if self._empty or m_e5 >= 6000000 or m_e5 < 0:
+            self._empty = True
+            return 0
+        v = dd * 10000000 + (m_e5 * 5 + 1) // 3
+        self._span(k + 1)
+        if self._e - self._s != 1:
+            self._empty = True
+            return 0
+        h = b[self._s]
+        if h == 0x53 or h == 0x57:   # S, W
+            v = -v
+        elif h != 0x4E and h != 0x45:
+            self._empty = True
+            return 0
+        return v
+
+    def _rmc(self):
+        # $xxRMC,time,status,lat,N,lon,E,speed_kn,course,date,magvar,E,mode*CS
+        sod = self._sod(1)
+        self._span(9)
+        s = self._s
+        e = self._e
+        day = -1
+        if sod >= 0 and e - s == 6:
+            b = self._line
+            d = (b[s] - 48) * 10 + b[s + 1] - 48
+            mo = (b[s + 2] - 48) * 10 + b[s + 3] - 48
+            yy = (b[s + 4] - 48) * 10 + b[s + 5] - 48
+            if 1 <= d <= 31 and 1 <= mo <= 12 and 0 <= yy <= 99:
+                day = days_from_civil(2000 + yy, mo, d)
+        if sod < 0 or day < 0:
+            self._rmc_valid = False
+            self.bad_fields += 1
+            return
+        self._rmc_sod = sod
+        self._rmc_day = day
+        self.time_seen_s2020 = (day - _DAYS_1970_TO_2020) * 86400 + sod
+        self._span(2)
+        valid = self._e - self._s == 1 and self._line[self._s] == 0x41 and day >= self._min_day
+        self._rmc_valid = False
+        if not valid:
+            return
+        lat = self._angle(3, 2)
+        if self._empty:
+            self.bad_fields += 1
+            return
+        lon = self._angle(5, 3)
+        if self._empty:
+            self.bad_fields += 1
+            return
+        kn = self._dec(7, 3)
+        if self._empty:
+            kn = 0
+        crs = self._dec(8, 2)
+        if self._empty:
+            crs = 0
+        self._rmc_lat = lat
+        self._rmc_lon = lon
+        self._rmc_speed = (kn * 1852 + 50000) // 100000
+        self._rmc_course = (crs + 5) // 10
+        self._rmc_valid = True
+        self._combine()
+
+    def _gga(self):
+        # $xxGGA,time,lat,N,lon,E,quality,numSV,HDOP,alt,M,sep,M,age,station*CS
+        sod = self._sod(1)
+        if sod < 0:
+            self.bad_fields += 1
+            return
+        q = self._dec(6, 0)
+        if self._empty:
+            q = 0
+        self._gga_sod = sod
+        self._gga_q = q
+        if q <= 0:
+            return
+        lat = self._angle(2, 2)
+        if self._empty:
+            self._gga_q = 0
+            self.bad_fields += 1
+            return
+        lon = self._angle(4, 3)
+        if self._empty:
+            self._gga_q = 0
+            self.bad_fields += 1
+            return
+        sats = self._dec(7, 0)
+        if self._empty:
+            sats = 0
+        hd = self._dec(8, 2)
+        hd = 2550 if self._empty else hd
+        alt = self._dec(9, 1)
+        if self._empty:
+            alt = 0
+        self._gga_lat = lat
+        self._gga_lon = lon
+        self._gga_sats = sats
+        self._gga_hdop = (hd + 5) // 10
+        self._gga_alt = alt
+        self._combine()
+
+    def _combine(self):
+        if not self._rmc_valid or self._gga_q <= 0 or self._rmc_sod != self._gga_sod:
+            return
+        t = (self._rmc_day - _DAYS_1970_TO_2020) * 86400 + self._rmc_sod
+        if t == self.fix_t_s2020:
+            return
+        self.fix_t_s2020 = t
+        self.fix_quality = self._gga_q
+        self.lat_e7 = self._rmc_lat
+        self.lon_e7 = self._rmc_lon
+        self.speed_kmh_x10 = self._rmc_speed
+        self.course_x10 = self._rmc_course
+        self.sats = self._gga_sats
+        self.hdop_x10 = self._gga_hdop
+        self.alt_dm = self._gga_alt
+        k = t % _RING
+        self._rt[k] = t
+        self._rq[k] = self.fix_quality
+        self._rlat[k] = self.lat_e7
+        self._rlon[k] = self.lon_e7
+        self._ralt[k] = self.alt_dm
+        self._rspd[k] = self.speed_kmh_x10
+        self._rcrs[k] = self.course_x10
+        self._rsats[k] = self.sats
+        self._rhdop[k] = self.hdop_x10
+        self.fixes += 1
+
+    def has_fix(self, t_s2020):
+        return t_s2020 >= 0 and self._rt[t_s2020 % _RING] == t_s2020
+
+    def fill(self, sample, t_s2020):
+        """Copy the fix of second `t_s2020` into `sample`; no fix of that second -> fix_quality 0."""
+        k = t_s2020 % _RING
+        if self._rt[k] != t_s2020:
+            sample.fix_quality = 0
+            return False
+        sample.fix_quality = self._rq[k]
+        sample.lat_e7 = self._rlat[k]
+        sample.lon_e7 = self._rlon[k]
+        sample.alt_dm = self._ralt[k]
+        sample.speed_kmh_x10 = self._rspd[k]
+        sample.course_x10 = self._rcrs[k]
+        sample.sats = self._rsats[k]
+        sample.hdop_x10 = self._rhdop[k]
+        return True
