@@ -1,0 +1,183 @@
+"""A simulation run: world, clock, ground truth, serial models on pseudo-terminals and the I2C
+bridge, described to the firmware by sim.json in the run directory (docs/contracts.md).
+
+In-process use (tests, demo):
+
+    sim = Simulation(run_dir, device="sj-001", minutes=30, warp=60, seed=1)
+    sim.add_serial(SomeModel(sim.world, sim.truth))   # optional, before start()
+    sim.add_i2c(0x62, SomeI2CModel(...))               # optional, before or after start()
+    sim.start()            # threads run; sim.json and ground_truth.jsonl exist from here on
+    ...                    # run the firmware against sim.sim_json_path
+    sim.stop()
+
+The PMS5003 and the GNSS receiver are always present (serial names "pms5003", "gnss").
+The run keeps serving after run_until_virtual_s; whoever started it stops it.
+"""
+
+import json
+import math
+import os
+import time
+
+from .clock import VirtualClock
+from .i2c_bridge import I2CBridge
+from .models.gnss import GNSS
+from .models.pms5003 import PMS5003, PMSFaults
+from .pty import PtyServer
+from .truth import GroundTruth
+from .world import World
+
+SIM_JSON = "sim.json"
+GROUND_TRUTH = "ground_truth.jsonl"
+
+
+def default_start_s(minutes, now_s=None):
+    """A 10 s-aligned virtual start in the recent past such that the patrol ends about now, so
+    databases that refuse future points (or points older than their retention) accept the data."""
+    now_s = time.time() if now_s is None else now_s
+    return int(math.floor((now_s - minutes * 60.0) / 10.0)) * 10
+
+
+class Simulation:
+    """One run. start_virtual_s: virtual Unix seconds at start() (default: default_start_s).
+    pms_faults: PMSFaults for the PMS5003 (off by default). talker: "GP" or "GN"."""
+
+    def __init__(self, run_dir, device="sj-001", minutes=30.0, warp=60.0, start_virtual_s=None,
+                 seed=1, pms_faults=None, talker="GP", gnss_no_fix_s=3):
+        self.run_dir = os.path.abspath(str(run_dir))
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.device = device
+        self.minutes = float(minutes)
+        self.warp = float(warp)
+        self.seed = seed
+        self.start_virtual_s = (default_start_s(self.minutes) if start_virtual_s is None
+                                else start_virtual_s)
+        self.run_until_virtual_s = self.start_virtual_s + self.minutes * 60.0
+        self.sim_json_path = os.path.join(self.run_dir, SIM_JSON)
+        self.ground_truth_path = os.path.join(self.run_dir, GROUND_TRUTH)
+        self.i2c_socket_path = os.path.join(self.run_dir, "i2c.sock")
+        self.world = World(self.start_virtual_s, seed)
+        self.truth = GroundTruth(self.ground_truth_path)
+        self.clock = None
+        self.pms5003 = PMS5003(self.world, self.truth, seed=seed, faults=pms_faults or PMSFaults())
+        self.gnss = GNSS(self.world, self.truth, seed=seed, talker=talker, no_fix_s=gnss_no_fix_s)
+        self._serial_models = [self.pms5003, self.gnss]
+        self.servers = {}
+        self._i2c_pending = {}
+        self.i2c = None
+        self.started = False
+
+    def add_serial(self, model):
+        if self.started:
+            raise RuntimeError("add serial models before start()")
+        if any(m.name == model.name for m in self._serial_models):
+            raise ValueError("serial model %r already present" % model.name)
+        self._serial_models.append(model)
+
+    def add_i2c(self, addr, model):
+        if self.i2c is not None:
+            self.i2c.add(addr, model)
+        else:
+            self._i2c_pending[addr] = model
+
+    def start(self):
+        # Unix socket paths are limited to about 107 bytes; fall back to a short temp path.
+        if len(self.i2c_socket_path) > 100:
+            import tempfile
+            self.i2c_socket_path = os.path.join(tempfile.mkdtemp(prefix="envbox-i2c-"), "i2c.sock")
+        # Create the devices first, so the clock starts when everything can answer.
+        self.clock = VirtualClock(self.start_virtual_s, self.warp)
+        for m in self._serial_models:
+            self.servers[m.name] = PtyServer(m, self.clock)
+        self.i2c = I2CBridge(self.i2c_socket_path, self.clock)
+        for addr, model in self._i2c_pending.items():
+            self.i2c.add(addr, model)
+        self.i2c.start()
+        for srv in self.servers.values():
+            srv.start()
+        self.started = True
+        self._write_sim_json()
+        return self
+
+    def _write_sim_json(self):
+        doc = {
+            "t0_wall_s": self.clock.t0_wall_s,
+            "t0_virtual_s": self.clock.t0_virtual_s,
+            "warp": self.clock.warp,
+            "run_until_virtual_s": self.run_until_virtual_s,
+            "serial": {name: srv.path for name, srv in self.servers.items()},
+            "i2c_socket": self.i2c_socket_path,
+            "device": self.device,
+            "seed": self.seed,
+            "ground_truth": self.ground_truth_path,
+        }
+        tmp = self.sim_json_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, self.sim_json_path)   # readers never see a half-written file
+
+    def status(self):
+        return {"serial": {n: s.status() for n, s in self.servers.items()},
+                "i2c": dict(self.i2c.counters) if self.i2c else {},
+                "truth": dict(self.truth.counts),
+                "virtual_now_s": self.clock.now() if self.clock else None}
+
+    def finished(self):
+        return self.clock is not None and self.clock.now() >= self.run_until_virtual_s
+
+    def stop(self):
+        for srv in self.servers.values():
+            srv.stop()
+        if self.i2c is not None:
+            self.i2c.stop()
+        self.truth.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def main(argv=None):
+    import argparse
+    import signal
+    p = argparse.ArgumentParser(prog="python -m envbox.simulator",
+                                description="Simulate an envbox's sensors and world for a firmware "
+                                            "process (writes DIR/sim.json and DIR/ground_truth.jsonl).")
+    p.add_argument("--dir", required=True, help="run directory")
+    p.add_argument("--device", default="sj-001")
+    p.add_argument("--minutes", type=float, default=30.0, help="virtual patrol length")
+    p.add_argument("--warp", type=float, default=60.0, help="virtual seconds per wall second")
+    p.add_argument("--start", type=int, default=None,
+                   help="virtual start, Unix seconds (default: so the patrol ends about now)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--talker", choices=("GP", "GN"), default="GP")
+    p.add_argument("--pms-fault", action="append", default=[], metavar="NAME=RATE",
+                   help="PMS5003 fault rate per answer, e.g. bad_checksum=0.05 (names: %s)"
+                        % ", ".join(PMSFaults.names()))
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="stop at run_until_virtual_s instead of serving until interrupted")
+    a = p.parse_args(argv)
+    faults = PMSFaults()
+    for item in a.pms_fault:
+        name, _, rate = item.partition("=")
+        if name not in PMSFaults.names():
+            p.error("unknown PMS5003 fault %r" % name)
+        setattr(faults, name, float(rate))
+    sim = Simulation(a.dir, device=a.device, minutes=a.minutes, warp=a.warp,
+                     start_virtual_s=a.start, seed=a.seed, pms_faults=faults, talker=a.talker)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    sim.start()
+    print(sim.sim_json_path, flush=True)
+    try:
+        while not stop and not (a.exit_when_done and sim.finished()):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+        print(json.dumps(sim.status(), sort_keys=True), flush=True)
+    return 0
