@@ -1,0 +1,109 @@
+"""Gateway ingest validation (check_message): what is accepted, what is dead-lettered and why,
+and that hostile payloads never raise."""
+
+import time
+
+from hypothesis import given, settings, strategies as st
+
+from envbox.firmware import wire
+from envbox.gateway.ingest import check_message
+from envbox.gateway.spool import Accepted, Rejected
+
+EPOCH_2020 = 1577836800    # 2020-01-01T00:00:00Z, written out here rather than read from wire.py
+NOW = 1_764_300_000.0      # 2025-11-28T03:20:00Z
+IDX = 2                    # envbox/v1/<device>/data
+
+
+def payload(device=b"sj-001", seq=7, t_unix=int(NOW) - 60, **channels):
+    s = wire.Sample(device)
+    s.seq = seq
+    s.t_s2020 = t_unix - EPOCH_2020
+    for ch, raw in channels.items():
+        s.set(getattr(wire, ch), wire.STATUS_OK, raw)
+    return wire.encode(s)
+
+
+def check(topic, data):
+    return check_message(topic, data, IDX, NOW, 86400)
+
+
+def test_valid_sample_is_accepted_with_the_box_time():
+    v = check("envbox/v1/sj-001/data", payload(seq=42, t_unix=1_764_000_000, CH_PM25=17))
+    assert isinstance(v, Accepted)
+    assert (v.device, v.seq, v.t_utc_s) == ("sj-001", 42, 1_764_000_000)
+
+
+def test_random_bytes_are_malformed():
+    v = check("envbox/v1/sj-001/data", b"\x8f\x00garbage")
+    assert isinstance(v, Rejected) and v.reason.startswith("malformed:")
+    assert v.device == "sj-001" and v.seq is None
+
+
+def test_truncated_payload_is_malformed():
+    p = payload(CH_PM25=17, CH_TEMP=2150)
+    for n in (0, 1, 5, len(p) - 1):
+        v = check("envbox/v1/sj-001/data", p[:n])
+        assert isinstance(v, Rejected) and v.reason.startswith("malformed:"), n
+
+
+def test_wrong_device_is_rejected_and_not_counted_for_either_device():
+    v = check("envbox/v1/sj-002/data", payload(device=b"sj-001"))
+    assert isinstance(v, Rejected)
+    assert "device mismatch" in v.reason and "sj-002" in v.reason and "sj-001" in v.reason
+    assert v.count_seq is False
+
+
+def test_future_timestamp_is_rejected():
+    ok = check("envbox/v1/sj-001/data", payload(t_unix=int(NOW) + 86000))
+    bad = check("envbox/v1/sj-001/data", payload(t_unix=int(NOW) + 86400 + 100))
+    assert isinstance(ok, Accepted)
+    assert isinstance(bad, Rejected) and "ahead of the gateway clock" in bad.reason
+    assert bad.count_seq is True   # the sample arrived; it is not missing
+
+
+def test_unset_clock_is_rejected():
+    v = check("envbox/v1/sj-001/data", payload(t_unix=EPOCH_2020))
+    assert isinstance(v, Rejected) and "clock was not set" in v.reason
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_hostile_bytes_never_raise(data):
+    v = check("envbox/v1/sj-001/data", data)
+    assert isinstance(v, (Accepted, Rejected))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=40), st.integers(0, 300))
+def test_corrupted_valid_payloads_never_raise(junk, at):
+    p = payload(CH_PM25=17, CH_TEMP=-1234, CH_RH=5000)
+    at = at % (len(p) + 1)
+    v = check("envbox/v1/sj-001/data", p[:at] + junk + p[at + len(junk):])
+    assert isinstance(v, (Accepted, Rejected))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 2**31),
+       st.dictionaries(st.sampled_from(["CH_PM25", "CH_TEMP", "CH_CO", "CH_NOISE"]),
+                       st.integers(-(2**31), 2**31)))
+def test_any_encodable_sample_in_range_is_accepted(seq, age_s, channels):
+    t = int(NOW) - age_s
+    if t <= EPOCH_2020:
+        return
+    v = check("envbox/v1/sj-001/data", payload(seq=seq, t_unix=t, **channels))
+    assert isinstance(v, Accepted) and v.seq == seq and v.t_utc_s == t
+
+
+def test_topic_with_other_prefix_levels():
+    # the device level is wherever the `+` is in the configured topic
+    v = check_message("fleet/x/sj-001/data", payload(), 2, NOW, 86400)
+    assert isinstance(v, Accepted)
+    v = check_message("short", payload(), 2, NOW, 86400)
+    assert isinstance(v, Rejected) and "device mismatch" in v.reason
+
+
+def test_check_uses_the_wall_clock_by_default_nowhere():
+    # check_message takes `now` explicitly: validation is reproducible, never reads the clock
+    v = check_message("envbox/v1/sj-001/data", payload(t_unix=int(time.time()) + 10 * 86400),
+                      IDX, time.time() + 20 * 86400, 86400)
+    assert isinstance(v, Accepted)
