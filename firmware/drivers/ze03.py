@@ -36,7 +36,7 @@ from ..compat import ticks_diff
 
 _FRAME = const(9)
 _RX = const(16)
-_MAX_READS = const(8)           # chunks per poll: bounds the time spent in poll on a flooded line
+_MAX_READS = const(16)          # chunks per poll (256 bytes): bounds the time spent in poll on a flooded line
 
 CMD_QA_MODE = b"\xff\x01\x78\x04\x00\x00\x00\x00\x83"
 CMD_ACTIVE_MODE = b"\xff\x01\x78\x03\x00\x00\x00\x00\x84"
