@@ -123,3 +123,28 @@ class Recorder:
             if kind is None or r.get("kind") == kind:
                 return r
         return None
+
+
+class BufUART:
+    """A UART whose receive side is a byte buffer the test appends to (`data`), handed out
+    `chunk` bytes per readinto (split frames); writes are kept in `written`."""
+
+    def __init__(self, data=b"", chunk=64):
+        self.data = bytearray(data)
+        self.chunk = chunk
+        self.written = bytearray()
+
+    def any(self):
+        return len(self.data)
+
+    def readinto(self, buf, nbytes=None):
+        n = min(len(buf) if nbytes is None else nbytes, len(self.data), self.chunk)
+        if not n:
+            return None
+        buf[:n] = self.data[:n]
+        del self.data[:n]
+        return n
+
+    def write(self, b):
+        self.written += b
+        return len(b)

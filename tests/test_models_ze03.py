@@ -8,7 +8,7 @@ from envbox.firmware.drivers import ze03 as drv_mod
 from envbox.simulator.models import ze03 as model_mod
 from envbox.simulator.models._common import STATUS_OF
 
-from drivers_link import Recorder, SerialLink, sample, status_name, vectors
+from drivers_link import BufUART as _Buf, Recorder, SerialLink, sample, status_name, vectors
 
 V = vectors("ze03")
 CH = {"o3": wire.CH_O3, "no2": wire.CH_NO2, "so2": wire.CH_SO2, "co": wire.CH_CO}
@@ -138,25 +138,3 @@ def test_random_bytes_never_raise(data, gas, chunk):
     s = wire.Sample(b"t")
     d.fill(s, 2000)
     assert s.status[CH[gas]] != wire.STATUS_NOT_FITTED
-
-
-class _Buf:
-    """A UART holding fixed bytes, handed out `chunk` at a time."""
-
-    def __init__(self, data, chunk):
-        self.data = bytearray(data)
-        self.chunk = chunk
-
-    def any(self):
-        return len(self.data)
-
-    def readinto(self, buf, nbytes=None):
-        n = min(len(buf) if nbytes is None else nbytes, len(self.data), self.chunk)
-        if not n:
-            return None
-        buf[:n] = self.data[:n]
-        del self.data[:n]
-        return n
-
-    def write(self, b):
-        return len(b)
