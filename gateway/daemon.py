@@ -90,6 +90,7 @@ class Gateway:
                             f"{self.writer.last_error}")
         return {"ok": not problems, "problems": problems, "spool_depth": self.spool.depth,
                 "mqtt_connected": self.ingest.connected,
+                "mqtt_subscribed": self.ingest._subscribed.is_set(),
                 "mqtt_session_present": self.ingest.session_present,
                 "last_write_ok_s": self.writer.last_success_s,
                 "last_write_error": self.writer.last_error}

@@ -72,7 +72,8 @@ def sample_point(measurement: str, d: dict) -> Point:
     if g:
         for k in ("lat_deg", "lon_deg", "alt_m", "speed_kmh", "course_deg", "sats", "hdop",
                   "fix_quality"):
-            p.field(k, float(g[k]))
+            if g[k] is not None:       # course is unknown while standing still
+                p.field(k, float(g[k]))
     else:
         p.field("fix_quality", 0.0)
     for name, ch in d["channels"].items():
