@@ -86,6 +86,7 @@ class Ingest:
         self._gen = 0                      # connection generation; bumped on every disconnect
         self._gen_lock = threading.Lock()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()   # SUBACK received on the current connection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ever_connected = bool(spool.counters().get("mqtt_connects", 0))
@@ -140,9 +141,6 @@ class Ingest:
                     log.info("MQTT: new session for client id %r", self.cfg.mqtt.client_id)
             else:
                 log.info("MQTT: resumed session for client id %r", self.cfg.mqtt.client_id)
-            if not self._ever_connected:
-                self._record_connect()
-            self._ever_connected = True
             # Subscribing again on a resumed session is harmless, and needed for shared
             # subscriptions on mosquitto < 2.0.12, which forgets them on reconnect.
             client.subscribe(self.cfg.mqtt.subscription(), qos=1)
@@ -152,14 +150,24 @@ class Ingest:
             log.exception("on_connect")
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        for rc in reason_codes:
-            if rc.is_failure:
-                log.error("MQTT subscribe to %s refused: %s", self.cfg.mqtt.subscription(), rc)
+        try:
+            if any(rc.is_failure for rc in reason_codes):
+                log.error("MQTT subscribe to %s refused: %s", self.cfg.mqtt.subscription(),
+                          reason_codes)
+                return
+            if not self._ever_connected:
+                self._record_connect()
+            self._ever_connected = True
+            self._subscribed.set()
+        except Exception:  # noqa: BLE001
+            self.counters.add("callback_errors")
+            log.exception("on_subscribe")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._gen_lock:
             self._gen += 1
         self._connected.clear()
+        self._subscribed.clear()
         self.counters.add("disconnects")
         if not self._stop.is_set():
             log.warning("MQTT disconnected: %s (paho reconnects)", reason_code)
@@ -194,6 +202,10 @@ class Ingest:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker acknowledged our subscription (tests, demo)."""
+        return self._subscribed.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit and acknowledge what has arrived, then disconnect."""
