@@ -53,9 +53,10 @@ class PtyServer:
         self._stop = threading.Event()
         self._thread = None
 
-    def start(self):
+    def start(self, t_power_on=None):
+        """Power the model on at virtual t_power_on (default: now) and start serving."""
         with self.lock:
-            self._guard(self.model.start, self.clock.now())
+            self._guard(self.model.start, self.clock.now() if t_power_on is None else t_power_on)
         self._thread = threading.Thread(target=self._run, name="pty-" + self.name, daemon=True)
         self._thread.start()
         return self

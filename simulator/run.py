@@ -94,7 +94,9 @@ class Simulation:
             self.i2c.add(addr, model)
         self.i2c.start()
         for srv in self.servers.values():
-            srv.start()
+            # Every module is powered on at the run's virtual start: warm-ups and the GNSS
+            # time-to-fix count from there, whatever the threads' start-up jitter.
+            srv.start(self.clock.t0_virtual_s)
         self.started = True
         self._write_sim_json()
         return self
