@@ -27,7 +27,8 @@
 #     i32 lon_e7         degrees x1e7, east positive
 #     i16 alt_dm         altitude above mean sea level, decimetres
 #     u16 speed_kmh_x10  speed over ground, km/h x10
-#     u16 course_x10     course over ground, degrees x10
+#     u16 course_x10     course over ground, degrees x10; 0xFFFF = unknown (receivers leave the
+#                        course empty while the vehicle stands still)
 #   u32  channel mask    bit i set = channel i is fitted and carried
 #   per carried channel, in index order:
 #     u8  status         STATUS_*
@@ -115,6 +116,8 @@ CH_NOISE_LMIN = const(21)
 CH_NOISE_LMAX = const(22)
 
 EPOCH_2020_UNIX_S = const(1577836800)  # 2020-01-01T00:00:00Z in Unix seconds
+
+COURSE_UNKNOWN = const(0xFFFF)
 
 MAX_DEVICE_ID = const(32)
 # Upper bound of one encoded sample: header + GPS + mask + every channel with a 5-byte varint.
@@ -275,7 +278,7 @@ def decode(data):
             "lon_deg": lon / 10000000,
             "alt_m": alt / 10,
             "speed_kmh": spd / 10,
-            "course_deg": crs / 10,
+            "course_deg": None if crs == COURSE_UNKNOWN else crs / 10,
         }
     if end < p + 4:
         raise WireError("truncated channel mask")

@@ -24,7 +24,8 @@ def _sample_from_decoded(d):
         s.lat_e7, s.lon_e7 = g["lat_e7"], g["lon_e7"]
         s.alt_dm = round(g["alt_m"] * 10)
         s.speed_kmh_x10 = round(g["speed_kmh"] * 10)
-        s.course_x10 = round(g["course_deg"] * 10)
+        s.course_x10 = (wire.COURSE_UNKNOWN if g["course_deg"] is None
+                        else round(g["course_deg"] * 10))
     names = [c[0] for c in wire.CHANNELS]
     for name, c in d["channels"].items():
         s.set(names.index(name), wire.STATUS_NAMES.index(c["status"]), c["raw"] or 0)
@@ -72,7 +73,7 @@ def samples(draw):
         s.lon_e7 = draw(st.integers(-1800000000, 1800000000))
         s.alt_dm = draw(st.integers(-32768, 32767))
         s.speed_kmh_x10 = draw(st.integers(0, 65535))
-        s.course_x10 = draw(st.integers(0, 3600))
+        s.course_x10 = draw(st.one_of(st.integers(0, 3600), st.just(wire.COURSE_UNKNOWN)))
     for ch in range(wire.N_CHANNELS):
         if draw(st.booleans()):
             s.set(ch, draw(status_codes), draw(st.integers(-2**31, 2**31 - 1)))

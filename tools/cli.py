@@ -1,1 +1,58 @@
-def main(): print("hi")
+"""`envbox`: the technician's and analyst's command.
+
+    envbox demo [--minutes N] [--sink influx1|influx2]   a simulated patrol, end to end
+    envbox payload HEX|-                                  print a wire payload as JSON
+    envbox decode SENSOR FILE [--hex]                     decode a raw sensor capture
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+USAGE = __doc__
+
+
+def cmd_payload(argv) -> int:
+    from .firmware import wire
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: envbox payload HEX   (or - to read hex lines from standard input)\n"
+              "Decodes envbox wire payloads (as printed by `mosquitto_sub -F %x`) to JSON.")
+        return 0 if argv else 2
+    lines = sys.stdin.read().split() if argv[0] == "-" else argv
+    rc = 0
+    for h in lines:
+        try:
+            d = wire.decode(bytes.fromhex(h))
+            print(json.dumps({"ok": True, "bytes": len(h) // 2, **d}))
+        except (ValueError, wire.WireError) as e:
+            print(json.dumps({"ok": False, "error": str(e)}))
+            rc = 1
+    return rc
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "demo":
+        from .demo import main as demo_main
+        return demo_main(rest)
+    if cmd == "payload":
+        return cmd_payload(rest)
+    if cmd == "decode":
+        try:
+            from .decode import main as decode_main
+        except ImportError:
+            print("envbox decode is not built yet", file=sys.stderr)
+            return 2
+        return decode_main(rest)
+    print(f"envbox: unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@
 # Integer conversions (the simulator's ground truth uses the same arithmetic):
 #   lat_e7 = dd * 10^7 + round(minutes_e5 * 10^7 / (60 * 10^5)) = dd*10^7 + (m_e5*5 + 1)//3
 #   speed_kmh_x10 = round(knots_e3 * 1.852 * 10 / 1000) = (kn_e3*1852 + 50000)//100000
-#   course_x10 = round(course_e2 / 10), hdop_x10 = round(hdop_e2 / 10), alt_dm = altitude_e1
+#   course_x10 = round(course_e2 / 10) (0xFFFF when the field is empty), hdop_x10 = round(hdop_e2 / 10), alt_dm = altitude_e1
 
 try:
     from micropython import const
@@ -23,6 +23,7 @@ _RX_LEN = const(64)
 _MAX_FIELDS = const(20)
 _DAYS_1970_TO_2020 = const(18262)
 _MIN_YEAR = const(2024)
+_COURSE_UNKNOWN = const(0xFFFF)   # wire.COURSE_UNKNOWN
 _RING = const(16)         # fixes kept, one per second: a late sample still gets its own second   # a receiver's date before this is its power-on default, not the time
 
 
@@ -350,12 +351,12 @@ class GNSS:
         if self._empty:
             kn = 0
         crs = self._dec(8, 2)
-        if self._empty:
-            crs = 0
+        crs_empty = self._empty
         self._rmc_lat = lat
         self._rmc_lon = lon
         self._rmc_speed = (kn * 1852 + 50000) // 100000
-        self._rmc_course = (crs + 5) // 10
+        # empty course (standing still) is unknown, not north
+        self._rmc_course = _COURSE_UNKNOWN if crs_empty else (crs + 5) // 10
         self._rmc_valid = True
         self._combine()
 

@@ -64,6 +64,7 @@ class PMS5003:
         self.version = 0
         self.error_code = 0
         self._have = False                # a good frame arrived since the last request
+        self._bad = False                 # a frame with a bad checksum arrived since then
         self._requested_at = 0
         self._pending = False
         self._started_at = 0
@@ -82,7 +83,12 @@ class PMS5003:
         self._uart.write(CMD_PASSIVE if self.passive else CMD_ACTIVE)
 
     def request(self, now_ms):
+        # bytes still buffered belong to an older answer (a truncated frame): drop them
+        if self._n:
+            self.bytes_skipped += self._n
+            self._n = 0
         self._have = False
+        self._bad = False
         self._pending = True
         self._requested_at = now_ms
         if self.passive:
@@ -162,6 +168,7 @@ class PMS5003:
             cs = (b[total - 2] << 8) | b[total - 1]
             if sum16(b, total - 2) != cs:
                 self.checksum_errors += 1
+                self._bad = True
                 self.bytes_skipped += 2
                 self._drop(2)   # the real frame may start inside this one
                 continue
@@ -185,7 +192,12 @@ class PMS5003:
             if self._pending:
                 self.timeouts += 1
                 self._pending = False
-            st = wire.STATUS_WARMING_UP if warming else wire.STATUS_NO_DATA
+            if self._bad:
+                st = wire.STATUS_CHECKSUM_ERROR
+            elif warming:
+                st = wire.STATUS_WARMING_UP
+            else:
+                st = wire.STATUS_NO_DATA
             for _, ch in _MAP:
                 sample.set(ch, st)
             return

@@ -21,7 +21,8 @@ def _sample(d):
         a = g["alt_m"] * 10
         s.alt_dm = int(a + 0.5) if a >= 0 else -int(-a + 0.5)
         s.speed_kmh_x10 = int(g["speed_kmh"] * 10 + 0.5)
-        s.course_x10 = int(g["course_deg"] * 10 + 0.5)
+        c = g["course_deg"]
+        s.course_x10 = wire.COURSE_UNKNOWN if c is None else int(c * 10 + 0.5)
     names = [c[0] for c in wire.CHANNELS]
     for name in d["channels"]:
         c = d["channels"][name]
