@@ -9,16 +9,16 @@ One thread per device: it waits in select() for the firmware's bytes or for the 
 output time, feeds input to model.receive() and writes model.due() output. Nothing a model does
 with odd input may end the thread: exceptions are caught and counted (model_errors, last_error).
 
-Bytes written while nobody reads the slave stay in the pty buffer (a few KiB to 64 KiB); when it
-is full, output is dropped and counted (bytes_dropped), as a real UART loses what nobody reads.
-A firmware should therefore flush its receive buffer after opening the port.
+Bytes written while nobody reads the slave stay in the pty buffer (about 17 KiB on Linux); when it
+is full the server discards the unread input (tcflush, counted in `overruns`), as a UART loses what
+nobody reads. A firmware should still flush its receive buffer after opening the port.
 """
 
-import errno
 import logging
 import os
 import pty as _pty
 import select
+import termios
 import threading
 import time
 import tty
@@ -34,7 +34,7 @@ class PtyServer:
 
     path: the slave device to give the firmware (valid after __init__).
     lock: hold it to touch the model from another thread (e.g. model.inject(...)).
-    counters: bytes_in, bytes_out, bytes_dropped, model_errors; last_error: repr or None.
+    counters: bytes_in, bytes_out, bytes_dropped, overruns, model_errors; last_error: repr or None.
     """
 
     def __init__(self, model, clock, name=None):
@@ -46,7 +46,8 @@ class PtyServer:
         os.set_blocking(self.master_fd, False)
         self.path = os.ttyname(self.slave_fd)
         self.lock = threading.RLock()
-        self.counters = {"bytes_in": 0, "bytes_out": 0, "bytes_dropped": 0, "model_errors": 0}
+        self.counters = {"bytes_in": 0, "bytes_out": 0, "bytes_dropped": 0, "overruns": 0,
+                         "model_errors": 0}
         self.last_error = None
         self._pending = bytearray()
         self._wake_r, self._wake_w = os.pipe()
@@ -90,15 +91,21 @@ class PtyServer:
             return None
 
     def _write_out(self):
+        flushed = False
         while self._pending:
             try:
                 n = os.write(self.master_fd, self._pending)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno in (errno.EIO, errno.EAGAIN):
+            except (BlockingIOError, InterruptedError):
+                if flushed:
                     break
-                raise
+                # The pty holds about 17 KiB that nobody has read: the firmware is not
+                # listening (not started yet, restarting, stalled). A UART would have lost those
+                # bytes (receiver overrun); do the same, so a firmware that opens the port later
+                # does not read minutes-old sentences.
+                termios.tcflush(self.slave_fd, termios.TCIFLUSH)
+                self.counters["overruns"] += 1
+                flushed = True
+                continue
             self.counters["bytes_out"] += n
             del self._pending[:n]
         if len(self._pending) > MAX_PENDING_BYTES:
