@@ -1,0 +1,225 @@
+"""Gateway under faults: Retry-After from a throttling proxy in front of a real InfluxDB, the
+systemd notify protocol, dead-letter requeue from the CLI, and SIGKILL at random points."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from envbox.gateway import Gateway
+from test_gateway_e2e import (Publisher, assert_influx_exact, broker, build,  # noqa: F401
+                              daemon_subscribed, influx, influx1_sink, influx_rows, make_cfg,
+                              spool_written, start_daemon, topic, uid, write_toml)
+from envbox.servers import eventually
+
+pytestmark = pytest.mark.slow
+
+
+class ThrottlingProxy:
+    """Answers the first `refuse` POSTs to /write with `status` + Retry-After, then forwards
+    everything to the real server. This is the one place a stand-in is needed: InfluxDB 1.6.7
+    never sends 429/503 with Retry-After, but an InfluxDB Cloud or a reverse proxy does."""
+
+    def __init__(self, upstream: str, refuse: int, status: int, retry_after: str):
+        self.times: list[float] = []
+        proxy = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.startswith("/write"):
+                    proxy.times.append(time.monotonic())
+                    if len(proxy.times) <= refuse:
+                        msg = b'{"error":"slow down"}'
+                        self.send_response(status)
+                        self.send_header("Retry-After", retry_after)
+                        self.send_header("Content-Length", str(len(msg)))
+                        self.end_headers()
+                        self.wfile.write(msg)
+                        return
+                req = urllib.request.Request(upstream + self.path, data=body, method="POST",
+                                             headers={"Content-Type": self.headers["Content-Type"]})
+                try:
+                    with urllib.request.urlopen(req) as r:
+                        code, data = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    code, data = e.code, e.read()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(tmp_path, broker, influx, uid, status):
+    proxy = ThrottlingProxy(influx.url, refuse=2, status=status, retry_after="1")
+    sink = influx1_sink(influx, uid) | {"url": proxy.url}
+    # a back-off of at most 10 ms of its own: any longer wait comes from Retry-After
+    cfg = make_cfg(tmp_path, broker, uid, sink, sink={"retry_initial_s": 0.005,
+                                                      "retry_max_s": 0.01})
+    gw = Gateway(cfg).start()
+    try:
+        assert gw.ingest.wait_subscribed(10)
+        dev = f"r{uid}"
+        samples = build(dev, 20)
+        pub = Publisher(broker, uid)
+        for p, _t, _e in samples:
+            pub.send(topic(uid, dev), p)
+        pub.wait()
+        eventually(lambda: gw.stats()["written"] == 20, 30)
+        t = proxy.times
+        assert len(t) >= 3
+        assert t[1] - t[0] >= 1.0 and t[2] - t[1] >= 1.0
+        assert gw.stats()["retried"] == 2 and gw.stats()["dead_lettered"] == 0
+        assert_influx_exact(influx, f"db{uid}", dev, samples)
+        pub.close()
+    finally:
+        gw.stop()
+        proxy.close()
+
+
+def test_systemd_notify_ready_watchdog_stopping(tmp_path, broker, influx, uid):
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+    conf = write_toml(tmp_path / "gw.toml", cfg)
+    sock_path = str(tmp_path / "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(sock_path)
+    srv.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="400000")
+    log = open(tmp_path / "gw.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "envbox.gateway.cli", "run", "--config",
+                             str(conf)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    # WATCHDOG_PID unset: the watchdog applies to the main process, which is us
+    got = []
+    try:
+        def recv_until(word):
+            while True:
+                msg = srv.recv(4096).decode()
+                got.append(msg)
+                if word in msg:
+                    return msg
+        assert "READY=1" in recv_until("READY=1")
+        recv_until("WATCHDOG=1")
+        recv_until("WATCHDOG=1")
+        proc.send_signal(signal.SIGTERM)
+        recv_until("STOPPING=1")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        srv.close()
+        log.close()
+
+
+def test_dead_letters_list_and_requeue_cli(tmp_path, broker, influx, uid):
+    # A box whose clock ran 3 days ahead: refused with max_future_s = 1 day. The operator
+    # decides to accept them (raises the limit) and requeues them.
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+    dev = f"q{uid}"
+    samples = build(dev, 5, t0=int(time.time()) + 3 * 86400)
+    gw = Gateway(cfg).start()
+    try:
+        assert gw.ingest.wait_subscribed(10)
+        pub = Publisher(broker, uid)
+        for p, _t, _e in samples:
+            pub.send(topic(uid, dev), p)
+        pub.wait()
+        eventually(lambda: gw.stats()["dead_lettered"] == 5)
+        pub.close()
+    finally:
+        gw.stop()
+    conf = write_toml(tmp_path / "gw.toml", cfg)
+    cli = [sys.executable, "-m", "envbox.gateway.cli", "--config", str(conf), "dead-letters"]
+    out = subprocess.run(cli + ["list", "--json"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    dl = json.loads(out.stdout)
+    assert len(dl) == 5 and all("ahead of the gateway clock" in d["reason"] for d in dl)
+    assert bytes.fromhex(dl[0]["payload"]) == samples[0][0]
+    out = subprocess.run(cli + ["requeue", "--all"], capture_output=True, text=True, timeout=30)
+    assert "requeued 0; kept 5" in out.stdout          # still in the future for this config
+    env = dict(os.environ, ENVBOX_GW_INGEST_MAX_FUTURE_S=str(5 * 86400))
+    out = subprocess.run(cli + ["requeue", str(dl[0]["id"]), str(dl[1]["id"])],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert "requeued 2; kept 0" in out.stdout, out.stdout + out.stderr
+    gw = Gateway(cfg).start()
+    try:
+        eventually(lambda: gw.stats()["written"] == 2, 20)
+        assert_influx_exact(influx, f"db{uid}", dev, samples[:2])
+        assert gw.spool.dead_letter_count() == 3
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("round_", range(20))
+def test_sigkill_at_random_points(tmp_path, broker, influx, uid, round_):
+    """Kill the daemon at a random moment of a 2,000-sample stream (seeded per round, so a
+    failure names a reproducible kill point), restart it, expect every sample once."""
+    rnd = random.Random(round_)
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid),
+                   sink={"batch_size": rnd.choice([50, 500, 5000])},
+                   ingest={"commit_max_messages": rnd.choice([1, 20, 500])})
+    conf = write_toml(tmp_path / "gw.toml", cfg)
+    dev = f"z{uid}"
+    n = 2000
+    samples = build(dev, n)
+    log = open(tmp_path / "gw.log", "ab")
+    proc = start_daemon(conf, log)
+    pub = Publisher(broker, uid)
+    try:
+        daemon_subscribed(cfg.spool.path, proc, tmp_path / "gw.log")
+
+        def feed():
+            for i, (p, _t, _e) in enumerate(samples):
+                pub.send(topic(uid, dev), p)
+                if i % 50 == 49:
+                    time.sleep(0.03)
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        kills = 0
+        for _ in range(rnd.randint(1, 3)):
+            time.sleep(rnd.uniform(0.0, 0.6))
+            proc.kill()
+            proc.wait()
+            kills += 1
+            time.sleep(rnd.uniform(0.0, 0.3))
+            proc = start_daemon(conf, log)
+        feeder.join()
+        pub.wait()
+        eventually(lambda: len(influx_rows(influx, f"db{uid}", dev)) == n, 60,
+                   what=f"all {n} in InfluxDB after {kills} kills")
+        assert_influx_exact(influx, f"db{uid}", dev, samples)
+        eventually(lambda: spool_written(cfg.spool.path) >= n, 30)
+        c = sqlite3.connect(cfg.spool.path)
+        assert c.execute("SELECT start_seq, end_seq FROM seq_ranges").fetchall() == [(0, n - 1)]
+        assert c.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0] == 0
+        c.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pub.close()
+        log.close()
