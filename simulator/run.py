@@ -142,6 +142,43 @@ class Simulation:
         self.stop()
 
 
+def _literal(text):
+    for conv in (int, float):
+        try:
+            return conv(text, 0) if conv is int else conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_model_spec(sim, spec):
+    """Add a model given as "MODULE.CLASS[:key=value,...]" (module under simulator/models), e.g.
+    "ze03.ZE03:gas=no2" or "sht4x.SHT4x:addr=0x44". The class is called as
+    CLASS(sim.world, sim.truth, seed=sim.seed, **kwargs); I2C models need addr (7-bit)."""
+    import importlib
+    from .models import I2CModel
+    path, _, kws = spec.partition(":")
+    mod, _, cls = path.rpartition(".")
+    if not mod or not cls:
+        raise ValueError("model spec %r: expected MODULE.CLASS[:k=v,...]" % spec)
+    kw = {}
+    for item in filter(None, kws.split(",")):
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise ValueError("model spec %r: %r is not key=value" % (spec, item))
+        kw[k.strip()] = _literal(v.strip())
+    addr = kw.pop("addr", None)
+    klass = getattr(importlib.import_module("envbox.simulator.models." + mod), cls)
+    model = klass(sim.world, sim.truth, seed=sim.seed, **kw)
+    if isinstance(model, I2CModel):
+        if addr is None:
+            raise ValueError("model spec %r: an I2C model needs addr=" % spec)
+        sim.add_i2c(int(addr), model)
+    else:
+        sim.add_serial(model)
+    return model
+
+
 def main(argv=None):
     import argparse
     import signal
@@ -159,6 +196,9 @@ def main(argv=None):
     p.add_argument("--pms-fault", action="append", default=[], metavar="NAME=RATE",
                    help="PMS5003 fault rate per answer, e.g. bad_checksum=0.05 (names: %s)"
                         % ", ".join(PMSFaults.names()))
+    p.add_argument("--model", action="append", default=[], metavar="MODULE.CLASS[:k=v,...]",
+                   help="add a sensor model from simulator/models, e.g. ze03.ZE03:gas=no2 or "
+                        "sht4x.SHT4x:addr=0x44 (repeatable)")
     p.add_argument("--exit-when-done", action="store_true",
                    help="stop at run_until_virtual_s instead of serving until interrupted")
     a = p.parse_args(argv)
@@ -170,6 +210,11 @@ def main(argv=None):
         setattr(faults, name, float(rate))
     sim = Simulation(a.dir, device=a.device, minutes=a.minutes, warp=a.warp,
                      start_virtual_s=a.start, seed=a.seed, pms_faults=faults, talker=a.talker)
+    for spec in a.model:
+        try:
+            add_model_spec(sim, spec)
+        except (ValueError, ImportError, AttributeError, TypeError) as e:
+            p.error(str(e))
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     sim.start()

@@ -102,12 +102,21 @@ def test_cli_writes_sim_json_and_exits_when_done(tmp_path):
     d = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "envbox.simulator", "--dir", str(d), "--device",
                         "sj-001", "--minutes", "1", "--warp", "600", "--seed", "3",
-                        "--pms-fault", "bad_checksum=0.5", "--exit-when-done"],
+                        "--pms-fault", "bad_checksum=0.5", "--model", "sds011.SDS011",
+                        "--exit-when-done"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     doc = json.loads((d / "sim.json").read_text())
     assert doc["run_until_virtual_s"] - doc["t0_virtual_s"] == 60
+    assert set(doc["serial"]) == {"pms5003", "gnss", "sds011"}
     assert doc["t0_virtual_s"] <= time.time() - 60 + 1
     status = json.loads(r.stdout.strip().splitlines()[-1])
     assert status["truth"]["gnss"] >= 60
     assert status["serial"]["pms5003"]["model"]["frames_sent"] >= 55   # active mode, nobody asked
+
+
+def test_model_spec_errors_are_reported(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "envbox.simulator", "--dir", str(tmp_path),
+                        "--model", "nosuchmodule.X", "--exit-when-done"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "nosuchmodule" in r.stderr
