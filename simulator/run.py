@@ -56,6 +56,10 @@ class Simulation:
         self.sim_json_path = os.path.join(self.run_dir, SIM_JSON)
         self.ground_truth_path = os.path.join(self.run_dir, GROUND_TRUTH)
         self.i2c_socket_path = os.path.join(self.run_dir, "i2c.sock")
+        # A new run in an old directory must not mix with the old run's files.
+        for stale in (self.sim_json_path, self.ground_truth_path):
+            if os.path.exists(stale):
+                os.unlink(stale)
         self.world = World(self.start_virtual_s, seed)
         self.truth = GroundTruth(self.ground_truth_path)
         self.clock = None

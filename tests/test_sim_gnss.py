@@ -1,7 +1,6 @@
 """simulator/models/gnss.py: NMEA sentences decode with pynmea2 to the ground truth."""
 
 import datetime as dt
-import math
 
 import pynmea2
 import pytest

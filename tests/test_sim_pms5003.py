@@ -164,7 +164,7 @@ def test_bad_commands_are_counted_not_obeyed(tmp_path):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=40), max_size=20))
-def test_random_input_never_raises(tmp_path_factory, chunks):
+def test_random_input_never_raises(chunks):
     world = World(T0, seed=1)
     m = PMS5003(world, None)
     m.start(T0)

@@ -2,7 +2,6 @@
 
 import os
 import select
-import time
 
 from envbox.servers import eventually
 from envbox.simulator.clock import VirtualClock

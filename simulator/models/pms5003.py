@@ -11,7 +11,6 @@ per read request), sleep/wake, a 30 s warm-up after power-on/wake during which t
 frames with an all-zero payload (the fan is spinning up), and optional faults (PMSFaults).
 """
 
-import math
 import random
 from dataclasses import dataclass, fields
 
