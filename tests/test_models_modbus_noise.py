@@ -105,7 +105,7 @@ def test_faults_in_every_poll_of_a_window(fault):
     if fault == "slow":
         # Modbus replies carry no transaction id: a reply 2 s late is still a level of this
         # register and is used; the late queries show up as timeouts.
-        assert status_name(s, CH) == "ok" and d.timeouts >= 5
+        assert status_name(s, CH) == "ok" and d.timeouts >= 2
     else:
         assert status_name(s, CH) == STATUS_OF[fault]
     m.faults.clear()
