@@ -63,6 +63,7 @@ class Gateway:
         d = self.counters.snapshot()
         d["spool_depth"] = self.spool.depth
         d["mqtt_connected"] = self.ingest.connected
+        d["mqtt_subscribed"] = self.ingest.subscribed
         return d
 
     def wait_drained(self, timeout: float = 30.0) -> bool:
@@ -84,13 +85,15 @@ class Gateway:
             problems.append("writer thread died")
         if not self.ingest.connected:
             problems.append("not connected to the MQTT broker")
+        elif not self.ingest.subscribed:
+            problems.append("connected but the subscription is not acknowledged yet")
         fs = self.writer.failing_since_s
         if fs is not None and now - fs > SINK_FAILING_UNHEALTHY_S:
             problems.append(f"database writes failing for {now - fs:.0f} s: "
                             f"{self.writer.last_error}")
         return {"ok": not problems, "problems": problems, "spool_depth": self.spool.depth,
                 "mqtt_connected": self.ingest.connected,
-                "mqtt_subscribed": self.ingest._subscribed.is_set(),
+                "mqtt_subscribed": self.ingest.subscribed,
                 "mqtt_session_present": self.ingest.session_present,
                 "last_write_ok_s": self.writer.last_success_s,
                 "last_write_error": self.writer.last_error}
@@ -100,6 +103,8 @@ class Gateway:
         gauges = {
             "spool_depth_samples": (self.spool.depth, "samples waiting in the spool"),
             "mqtt_connected": (int(self.ingest.connected), "1 while connected to the broker"),
+            "mqtt_subscribed": (int(self.ingest.subscribed),
+                                "1 once the broker acknowledged the subscription"),
             "sink_failing": (int(w.failing_since_s is not None),
                              "1 while database writes are failing"),
             "last_write_ok_timestamp_seconds": (w.last_success_s or 0,

@@ -187,6 +187,10 @@ class Ingest:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
