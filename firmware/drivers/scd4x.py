@@ -8,8 +8,10 @@
 # each command's execution time has passed.
 # start(): stop (the sensor keeps measuring across a firmware restart and ignores most commands
 # then), wait 500 ms, start periodic measurement. First data 5 s later (warm-up).
-# If no new data arrives for 3 periods (15 s) the measurement is restarted (the card's advice
-# for "SCD41 periodically stops reporting"); counted in restarts.
+# If 3 samples in a row (at least 3 measurement periods) get no new data, the measurement is
+# restarted (the card's advice for "SCD41 periodically stops reporting"); counted in restarts.
+# Counting missed samples rather than time keeps a box that is not sampling yet (no GNSS time)
+# from restarting the sensor.
 # CO2 = 0 is an invalid sample (sensor_error); above 40000 ppm out_of_range.
 # cfg: {"address": 0x62, "temp_rh": False (True: also fill CH_TEMP/CH_RH from the SCD4x; the
 #       default board takes them from the SHT4x because the SCD4x's own T/RH are self-heated),
@@ -48,6 +50,7 @@ _PERIOD_MS = const(5000)
 _RETRY_MS = const(100)
 _FIRST_DATA_MS = const(5000)
 _CO2_MAX_PPM = const(40000)
+_MAX_MISSES = const(3)       # samples in a row with no new data (>= 3 periods): restart
 
 
 def set_pressure_command(hpa):
@@ -85,6 +88,7 @@ class SCD4x:
         self._state_t = 0
         self._run_t = 0
         self._last_data_t = 0
+        self._misses = 0             # samples in a row without data while measuring
         self._step = _S_NONE
         self._step_t = 0
         self._req_t = 0
@@ -131,7 +135,8 @@ class SCD4x:
             return 0
         if st != _RUNNING:
             return 0
-        if ticks_diff(now_ms, self._last_data_t) > 3 * _PERIOD_MS + _FIRST_DATA_MS:
+        if self._misses >= _MAX_MISSES:
+            self._misses = 0
             self.restarts += 1
             self.start(now_ms)
             return 0
@@ -178,6 +183,7 @@ class SCD4x:
             self.temp_cc = temp_centi_c((b[3] << 8) | b[4])
             self.rh_cp = (10000 * ((b[6] << 8) | b[7]) + 32767) // 65535
             self._last_data_t = now_ms
+            self._misses = 0
             self._fresh = True
             return 1
         return 0
@@ -205,6 +211,7 @@ class SCD4x:
             st = wire.STATUS_CHECKSUM_ERROR
         else:
             st = wire.STATUS_NO_DATA
+            self._misses += 1
         sample.set(wire.CH_CO2, st)
         if self.temp_rh:
             sample.set(wire.CH_TEMP, st)

@@ -152,6 +152,15 @@ def test_stall_restarts_measurement():
     eq(s.status[wire.CH_CO2], wire.STATUS_OK)
 
 
+def test_no_restart_while_nobody_samples():
+    # before the box knows the time it polls but does not request: that is no stall
+    d, dev = boot()
+    for t in range(600, 120000, 100):
+        step(d, dev, t)
+    eq(d.restarts, 0)
+    eq(sample(d, dev, 120000).status[wire.CH_CO2], wire.STATUS_OK)
+
+
 def test_random_replies_never_raise():
     r = LCG(8)
     for n in range(100):
