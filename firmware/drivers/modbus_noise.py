@@ -43,16 +43,16 @@ _LOG2_E4 = const(30103)        # 10*log10(2) dB in e4 dB units
 
 
 def _table_logadd():
-    t = array.array("H", [0] * 501)
+    t = array.array("H")          # appended, not built from a list: no 4 KB temporary list
     for i in range(501):
-        t[i] = int(100000.0 * math.log10(1.0 + 10.0 ** (-i / 100.0)) + 0.5)
+        t.append(int(100000.0 * math.log10(1.0 + 10.0 ** (-i / 100.0)) + 0.5))
     return t
 
 
 def _table_log_n():
-    t = array.array("i", [0] * 513)
+    t = array.array("i", (0,))
     for n in range(1, 513):
-        t[n] = int(100000.0 * math.log10(n) + 0.5)
+        t.append(int(100000.0 * math.log10(n) + 0.5))
     return t
 
 
