@@ -7,7 +7,6 @@ status F3 2D (one word), clear status 30 41, serial 36 82 / 37 80. Reply [T_H T_
 S_T = (T + 45) * 65535 / 175, S_RH = RH * 65535 / 100. Faults as for the SHT4x model.
 """
 
-from . import I2CModel
 from ._common import Faults, sensirion_words
 from .sht4x import SHT4x, t_word
 
@@ -23,6 +22,8 @@ def reply(t_raw, rh_raw):
 
 
 class SHT3x(SHT4x):
+    """Same behaviour as the SHT4x model (an I2CModel), with the SHT3x command set and RH formula."""
+
     name = "sht3x"
 
     def _rh_word(self, rh):
@@ -60,4 +61,4 @@ class SHT3x(SHT4x):
         return True
 
 
-__all__ = ["SHT3x", "reply", "rh_word_sht3x", "t_word", "I2CModel"]
+__all__ = ["SHT3x", "reply", "rh_word_sht3x", "t_word"]
