@@ -109,6 +109,59 @@ def start_gateway(config: Path, log_path: Path) -> subprocess.Popen:
         log.close()
 
 
+def publish_packet_bytes(topic_len: int, payload_len: int, qos: int = 1) -> int:
+    """Bytes of an MQTT 3.1.1 PUBLISH packet: fixed header, topic, packet id, payload."""
+    body = 2 + topic_len + (2 if qos else 0) + payload_len
+    len_bytes, rem = 1, body
+    while rem >= 128:          # remaining length is a base-128 varint
+        rem >>= 7
+        len_bytes += 1
+    return 1 + len_bytes + body
+
+
+class WireMeter:
+    """Listens to the data topic and measures what the boxes send (bytes per sample)."""
+
+    def __init__(self, port: int):
+        import paho.mqtt.client as mqtt
+
+        from .firmware import wire
+        self.samples = self.payload_bytes = self.packet_bytes = self.json_bytes = 0
+        self.undecodable = 0
+
+        def on_message(client, userdata, msg):
+            try:
+                d = wire.decode(msg.payload)
+            except wire.WireError:
+                self.undecodable += 1
+                return
+            self.samples += 1
+            self.payload_bytes += len(msg.payload)
+            self.packet_bytes += publish_packet_bytes(len(msg.topic.encode()), len(msg.payload))
+            self.json_bytes += publish_packet_bytes(len(msg.topic.encode()),
+                                                    len(wire.naive_json(d).encode()))
+
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"envbox-demo-meter")
+        c.on_message = on_message
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("envbox/v1/+/data", qos=0)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def line(self) -> str:
+        if not self.samples:
+            return "wire: no samples seen"
+        n = self.samples
+        return (f"wire: {self.payload_bytes / n:.1f} payload bytes/sample, "
+                f"{self.packet_bytes / n:.1f} MQTT PUBLISH bytes/sample "
+                f"(naive JSON with full keys: {self.json_bytes / n:.1f}, "
+                f"ratio {self.packet_bytes / self.json_bytes:.2f})")
+
+
 class Progress:
     def __init__(self, total_s: float):
         self.total = total_s
@@ -160,6 +213,7 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         gw = start_gateway(gw_conf, workdir / "gateway.log")
         procs.append(gw)
         wait_gateway_ready(http_port, gw)
+        meter = WireMeter(broker.port)
         sim = Simulation(workdir / "sim", device=device, minutes=minutes, warp=warp, seed=seed)
         sim.start()
         say(f"simulator: patrol of {minutes:g} virtual minutes at warp {warp:g} "
@@ -203,8 +257,10 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
                 break
             time.sleep(0.5)
         sim.stop()
+        meter.stop()
         rep = verify.compare(exp, rows)
         rep.wall_s = time.monotonic() - t_start
+        rep.wire_line = meter.line()
         return rep, rows
     finally:
         for p in procs:
@@ -260,6 +316,7 @@ def main(argv=None) -> int:
         return 1
     print()
     print_table(rows)
+    print(rep.wire_line)
     print(f"wall time: {rep.wall_s:.1f} s; logs and data in {workdir}")
     if rep.mismatches:
         print(f"value mismatches: {len(rep.mismatches)} (first: {rep.mismatches[0]})")
