@@ -10,12 +10,13 @@
 
 import json
 import os
+import socket
+import struct
 import time
 
 import termios
 
 from firmware.drivers.nmea import GNSS
-from firmware.drivers.pms5003 import PMS5003
 
 NAME = "sim"
 _TICKS_MASK = (1 << 30) - 1
@@ -49,6 +50,83 @@ class PtyUART:
         return self._f.write(data)
 
 
+class BridgeI2C:
+    """machine.I2C's writeto/readfrom_into over the simulator's I2C socket bridge
+    (simulator/i2c_bridge.py). A NACK raises OSError, as on a real bus."""
+
+    def __init__(self, path):
+        self._s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # the Unix port's connect() takes a raw struct sockaddr: sockaddr_un is the family
+        # (native-endian u16) followed by the NUL-terminated path
+        self._s.connect(struct.pack("H", socket.AF_UNIX) + path.encode() + b"\0")
+        self._hdr = bytearray(4)
+        self._resp = bytearray(3)
+
+    def _request(self, op, addr, n):
+        h = self._hdr
+        h[0] = op
+        h[1] = addr
+        h[2] = n >> 8
+        h[3] = n & 0xFF
+        self._s.write(h)
+
+    def _status(self):
+        self._read_exact(self._resp, 3)
+        st = self._resp[0]
+        if st == 1:
+            raise OSError(19)   # ENODEV: no device at this address
+        if st:
+            raise OSError(5)    # EIO: the device refused the transfer
+
+    def _read_exact(self, buf, n):
+        got = 0
+        mv = memoryview(buf)
+        while got < n:
+            k = self._s.readinto(mv[got:n])
+            if not k:
+                raise OSError(5)
+            got += k
+
+    def writeto(self, addr, buf, stop=True):
+        self._request(0x57, addr, len(buf))
+        self._s.write(buf)
+        self._status()
+        return len(buf)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        self._request(0x52, addr, len(buf))
+        self._status()
+        self._read_exact(buf, len(buf))
+
+
+# Serial module name in sim.json -> (driver import path, class, default cfg). The board fits
+# whatever the simulator presents; a real board file lists its modules the same way.
+_SERIAL_DRIVERS = {
+    "pms5003": ("firmware.drivers.pms5003", "PMS5003", {}),
+    "sds011": ("firmware.drivers.sds011", "SDS011", {}),
+    "mhz19b": ("firmware.drivers.mhz19b", "MHZ19B", {}),
+    "ze03_o3": ("firmware.drivers.ze03", "ZE03", {"gas": "o3"}),
+    "ze03_no2": ("firmware.drivers.ze03", "ZE03", {"gas": "no2"}),
+    "ze03_so2": ("firmware.drivers.ze03", "ZE03", {"gas": "so2"}),
+    "ze03_co": ("firmware.drivers.ze03", "ZE03", {"gas": "co"}),
+    "ze08": ("firmware.drivers.ze08", "ZE08", {}),
+    "modbus_noise": ("firmware.drivers.modbus_noise", "ModbusNoise", {}),
+}
+_I2C_DRIVERS = {
+    "sht4x": ("firmware.drivers.sht4x", "SHT4x", {}),
+    "sht3x": ("firmware.drivers.sht3x", "SHT3x", {}),
+    "scd4x": ("firmware.drivers.scd4x", "SCD4x", {}),
+}
+
+
+def _driver(spec, bus, extra):
+    mod, cls, cfg = spec
+    m = __import__(mod, None, None, (cls,))
+    c = dict(cfg)
+    c.update(extra)
+    return getattr(m, cls)(bus, c)
+
+
 class Board:
     NAME = NAME
 
@@ -79,7 +157,7 @@ class Board:
         self.max_inflight = 20
         self.drain_timeout_ms = 30000
         self.period_s = 10
-        self.outbox_slots = 64        # RAM queue of unacknowledged samples (about 13 KB)
+        self.outbox_slots = 16        # RAM queue of unacknowledged samples (about 3 KB)
         # wall-time poll interval; virtual waits are scaled so that scheduling latency of the
         # host (not warped) never eats a sensor's answer window
         self.poll_ms = 3
@@ -90,8 +168,28 @@ class Board:
         serial = cfg.get("serial", {})
         self.gnss = GNSS(PtyUART(serial["gnss"]))
         self.sensors = []
-        if "pms5003" in serial:
-            self.sensors.append(PMS5003(PtyUART(serial["pms5003"])))
+        # The drivers' own timeouts are virtual ms: give them the board's answer window, which
+        # allows for the host's (unwarped) scheduling latency.
+        extra = {"timeout_ms": self.answer_timeout_ms}
+        for name in sorted(serial):
+            if name == "gnss":
+                continue
+            spec = _SERIAL_DRIVERS.get(name)
+            if spec is None:
+                self.log("no driver for serial module %r: not fitted" % name)
+                continue
+            self.sensors.append(_driver(spec, PtyUART(serial[name]), extra))
+        i2c_devs = cfg.get("i2c") or {}
+        if i2c_devs:
+            bus = BridgeI2C(cfg["i2c_socket"])
+            for addr in sorted(i2c_devs):
+                spec = _I2C_DRIVERS.get(i2c_devs[addr])
+                if spec is None:
+                    self.log("no driver for I2C device %r: not fitted" % i2c_devs[addr])
+                    continue
+                e = dict(extra)
+                e["address"] = int(addr, 16)
+                self.sensors.append(_driver(spec, bus, e))
 
     @staticmethod
     def _v(ms, cap):

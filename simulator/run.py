@@ -68,6 +68,7 @@ class Simulation:
         self._serial_models = [self.pms5003, self.gnss]
         self.servers = {}
         self._i2c_pending = {}
+        self.i2c_names = {}          # 7-bit address -> model name, for sim.json
         self.i2c = None
         self.started = False
 
@@ -79,6 +80,7 @@ class Simulation:
         self._serial_models.append(model)
 
     def add_i2c(self, addr, model):
+        self.i2c_names[int(addr)] = model.name
         if self.i2c is not None:
             self.i2c.add(addr, model)
         else:
@@ -113,6 +115,7 @@ class Simulation:
             "run_until_virtual_s": self.run_until_virtual_s,
             "serial": {name: srv.path for name, srv in self.servers.items()},
             "i2c_socket": self.i2c_socket_path,
+            "i2c": {"0x%02x" % a: n for a, n in sorted(self.i2c_names.items())},
             "device": self.device,
             "seed": self.seed,
             "ground_truth": self.ground_truth_path,
@@ -183,6 +186,25 @@ def add_model_spec(sim, spec):
     return model
 
 
+# The modules a box is built with. "full" is the default kit of the issues: PMS5003 (PM and
+# counts), SCD41 (CO2), four ZE03 (O3, NO2, SO2, CO), ZE08-CH2O (HCHO), an RS485 Modbus sound
+# level meter, SHT4x (temperature, humidity) and the GNSS receiver. "alt" swaps in the
+# alternative parts (SDS011 beside the PMS5003 is not a kit: both would fill PM2.5/PM10).
+KITS = {
+    "pm-gnss": [],
+    "full": ["scd4x.SCD4x:addr=0x62", "ze03.ZE03:gas=o3", "ze03.ZE03:gas=no2",
+             "ze03.ZE03:gas=so2", "ze03.ZE03:gas=co", "ze08.ZE08", "modbus_noise.ModbusNoise",
+             "sht4x.SHT4x:addr=0x44"],
+    "alt": ["mhz19b.MHZ19B", "ze03.ZE03:gas=o3", "ze03.ZE03:gas=no2", "ze03.ZE03:gas=so2",
+            "ze03.ZE03:gas=co", "ze08.ZE08", "modbus_noise.ModbusNoise", "sht3x.SHT3x:addr=0x44"],
+}
+
+
+def add_kit(sim, kit):
+    for spec in KITS[kit]:
+        add_model_spec(sim, spec)
+
+
 def main(argv=None):
     import argparse
     import signal
@@ -203,6 +225,8 @@ def main(argv=None):
     p.add_argument("--model", action="append", default=[], metavar="MODULE.CLASS[:k=v,...]",
                    help="add a sensor model from simulator/models, e.g. ze03.ZE03:gas=no2 or "
                         "sht4x.SHT4x:addr=0x44 (repeatable)")
+    p.add_argument("--kit", choices=sorted(KITS), default="full",
+                   help="modules fitted besides the PMS5003 and GNSS (default: full)")
     p.add_argument("--exit-when-done", action="store_true",
                    help="stop at run_until_virtual_s instead of serving until interrupted")
     a = p.parse_args(argv)
@@ -214,6 +238,7 @@ def main(argv=None):
         setattr(faults, name, float(rate))
     sim = Simulation(a.dir, device=a.device, minutes=a.minutes, warp=a.warp,
                      start_virtual_s=a.start, seed=a.seed, pms_faults=faults, talker=a.talker)
+    add_kit(sim, a.kit)
     for spec in a.model:
         try:
             add_model_spec(sim, spec)

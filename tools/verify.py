@@ -85,25 +85,50 @@ def read_victoriametrics(url: str, device: str, start_s: int | None = None,
 
 @dataclass
 class Expected:
-    slots: dict[int, dict]          # t -> {"gnss": rec or None, "pms5003": rec or None}
+    slots: dict[int, dict]          # t -> {"gnss": rec or None, kind: rec, ..., "noise_polls": [...]}
     first_slot: int
     last_slot: int
+    kinds: set                      # module kinds present in the run (besides gnss)
+
+
+# Query-answer records: which record of a slot is the one the firmware's sample used.
+_QA_MODES = (None, "qa", "query")
 
 
 def expected_from_truth(path: str, run_until_s: int, period_s: int = 10) -> Expected:
     recs = read_ground_truth(path)
     gnss = {r["t"]: r for r in recs if r.get("kind") == "gnss"}
-    pms: dict[int, dict] = {}
+    per_kind: dict[str, dict[int, dict]] = {}
+    polls = []
     for r in recs:
-        if r.get("kind") == "pms5003":
-            pms.setdefault(r["slot"], r)   # first answer of a slot (one request per sample)
+        k = r.get("kind")
+        if k in (None, "gnss"):
+            continue
+        if k == "modbus_noise":
+            polls.append(r)
+            continue
+        if r.get("mode") not in _QA_MODES:
+            continue        # active-mode frames before the driver switched the module to Q&A
+        slots = per_kind.setdefault(k, {})
+        if k == "pms5003":
+            slots.setdefault(r["slot"], r)   # one read request per sample: the first answer
+        else:
+            slots[r["slot"]] = r             # retries within a slot: the last answer counts
+    pms = per_kind.get("pms5003")
     if not pms:
         raise RuntimeError("ground truth holds no PMS5003 answer: the firmware never sampled")
     first = min(pms)
     last = int(run_until_s) // period_s * period_s
-    slots = {t: {"gnss": gnss.get(t), "pms5003": pms.get(t)}
-             for t in range(first, last + 1, period_s)}
-    return Expected(slots, first, last)
+    slots = {}
+    for t in range(first, last + 1, period_s):
+        e = {"gnss": gnss.get(t)}
+        for k, by_slot in per_kind.items():
+            e[k] = by_slot.get(t)
+        if polls:
+            e["noise_polls"] = [p for p in polls if t - period_s - 1 < p["t_virtual"] <= t + 1]
+        slots[t] = e
+    kinds = set(per_kind) | ({"modbus_noise"} if polls else set())
+    return Expected(slots, first, last, kinds)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -130,9 +155,11 @@ def _int_of(v, scale):
     return int(round(float(v) * scale))
 
 
-def compare(exp: Expected, rows: dict[int, dict], warmup_grace_s: int = 60) -> Report:
+def compare(exp: Expected, rows: dict[int, dict], warmup_grace_s: int = 200) -> Report:
     """Check `rows` (t -> fields) against the ground truth. Status-only failures are exact:
-    a channel the ground truth says failed must be stored with that status and no value."""
+    a channel the ground truth says failed must be stored with that status and no value.
+    `warmup_grace_s`: from the first sample, a stored warming_up is accepted where the module
+    already answered (the firmware's warm-up timers start at its boot; the longest is 180 s)."""
     rep = Report(produced=len(exp.slots))
     rep.extra = sorted(t for t in rows if t not in exp.slots)
     rep.stored = len(rows)
@@ -152,38 +179,97 @@ def compare(exp: Expected, rows: dict[int, dict], warmup_grace_s: int = 60) -> R
                     rep.mismatches.append(f"t={t} {fld}: stored {row.get(fld)!r}, truth {g[key]}")
         elif row.get("fix_quality", 0) not in (0, 0.0) or "lat_deg" in row:
             rep.mismatches.append(f"t={t}: position stored without a valid fix in the truth")
-        p = truth["pms5003"]
-        if p is None:
-            rep.mismatches.append(f"t={t}: no PMS5003 answer in the truth for a produced slot")
-            continue
-        for name, _ in _PMS_CHANNELS:
-            st_field = name + "_status"
-            if st_field not in row:
-                rep.mismatches.append(f"t={t} {name}: no status stored")
+        for kind in sorted(exp.kinds):
+            if kind == "modbus_noise":
+                _check_noise(rep, t, row, truth.get("noise_polls") or [], exp, warmup_grace_s)
                 continue
-            st = int(row[st_field])
-            want = STATUS_CODE.get(p["status"], -1)
-            if st == STATUS_CODE["warming_up"] and t - exp.first_slot < warmup_grace_s:
-                # the firmware's own warm-up timer starts when it boots; allowed at the start
-                rep.warming_up += 1
+            rec = truth.get(kind)
+            if rec is None:
+                rep.mismatches.append(f"t={t}: no {kind} answer in the truth for a produced slot")
                 continue
-            if st != want:
-                rep.mismatches.append(f"t={t} {name}: status {wire.STATUS_NAMES[st]}, "
-                                      f"truth {p['status']}")
-                continue
-            if wire.status_has_value(st):
-                if name not in row or int(round(row[name])) != p[name]:
-                    rep.mismatches.append(f"t={t} {name}: stored {row.get(name)!r}, "
-                                          f"truth {p[name]}")
-            elif name in row:
-                rep.mismatches.append(f"t={t} {name}: a value stored for status "
-                                      f"{wire.STATUS_NAMES[st]}")
+            for name, key, tol in CHANNEL_TRUTH.get(kind, ()):
+                _check_channel(rep, t, row, name, rec, key, tol, exp, warmup_grace_s)
     return rep
 
 
-_PMS_CHANNELS = [(n, s) for n, s in wire.CHANNELS
-                 if n.startswith(("pm1", "pm25", "pm10", "n03", "n05", "n10", "n25", "n50",
-                                  "n100"))]
+# kind -> [(channel, ground-truth key, tolerance in wire units)]. Tolerance 0 where the wire
+# carries exactly the integer the module sent; 1 LSB where the driver converts (Sensirion
+# formulas, ZE03 decimals) and the truth holds the rounded physical value.
+CHANNEL_TRUTH = {
+    "pms5003": [(n, n, 0) for n in ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3", "pm1_cf1_ugm3",
+                                    "pm25_cf1_ugm3", "pm10_cf1_ugm3", "n03_per_dl", "n05_per_dl",
+                                    "n10_per_dl", "n25_per_dl", "n50_per_dl", "n100_per_dl")],
+    "sds011": [("pm25_ugm3", "pm25_ugm3", 1), ("pm10_ugm3", "pm10_ugm3", 1)],
+    "mhz19b": [("co2_ppm", "co2_ppm", 0)],
+    "scd4x": [("co2_ppm", "co2_ppm", 0)],
+    "ze03_o3": [("o3_ppb", "o3_ppb", 1)],
+    "ze03_no2": [("no2_ppb", "no2_ppb", 1)],
+    "ze03_so2": [("so2_ppb", "so2_ppb", 1)],
+    "ze03_co": [("co_ppm", "co_ppm", 1)],
+    "ze08": [("hcho_ppb", "hcho_ppb", 0)],
+    "sht4x": [("temp_c", "temp_c", 1), ("rh_pct", "rh_pct", 1)],
+    "sht3x": [("temp_c", "temp_c", 1), ("rh_pct", "rh_pct", 1)],
+}
+SCALE = dict(wire.CHANNELS)
+
+
+def _status_ok(rep, t, row, name, truth_status, exp, grace) -> int | None:
+    """Compare the stored status with the truth; return the stored code when values must be
+    compared next, None otherwise."""
+    st_field = name + "_status"
+    if st_field not in row:
+        rep.mismatches.append(f"t={t} {name}: no status stored")
+        return None
+    st = int(row[st_field])
+    if st == STATUS_CODE["warming_up"] and t - exp.first_slot < grace:
+        # the firmware's warm-up timers start when it boots, after the modules powered up
+        rep.warming_up += 1
+        return None
+    if st != STATUS_CODE.get(truth_status, -1):
+        rep.mismatches.append(f"t={t} {name}: status {wire.STATUS_NAMES[st]}, truth {truth_status}")
+        return None
+    if not wire.status_has_value(st):
+        if name in row:
+            rep.mismatches.append(f"t={t} {name}: a value stored for status "
+                                  f"{wire.STATUS_NAMES[st]}")
+        return None
+    if name not in row:
+        rep.mismatches.append(f"t={t} {name}: status {wire.STATUS_NAMES[st]} without a value")
+        return None
+    return st
+
+
+def _check_channel(rep, t, row, name, rec, key, tol, exp, grace):
+    if _status_ok(rep, t, row, name, rec["status"], exp, grace) is None:
+        return
+    scale = SCALE[name]
+    got = int(round(float(row[name]) * scale))
+    want = int(round(float(rec[key]) * scale))
+    if abs(got - want) > tol:
+        rep.mismatches.append(f"t={t} {name}: stored {row[name]!r}, truth {rec[key]}")
+
+
+def _check_noise(rep, t, row, polls, exp, grace):
+    """LAeq is an energy average of the polls the driver made in its window; which boundary
+    polls fell in the window is not in the truth, so check bounds instead of one number: Lmin and
+    Lmax are levels that were polled, LAeq lies between them and within 1 dB of the energy
+    average of the polls in (t-10, t]."""
+    ok_polls = [p for p in polls if p.get("status") == "ok"]
+    want_status = "ok" if ok_polls else ("no_data" if not polls else polls[-1]["status"])
+    if _status_ok(rep, t, row, "noise_dba", want_status, exp, grace) is None:
+        return
+    import math
+    levels = [p["noise_dba"] for p in ok_polls]
+    inner = [p["noise_dba"] for p in ok_polls if t - 10 < p["t_virtual"] <= t] or levels
+    laeq = 10 * math.log10(sum(10 ** (x / 10) for x in inner) / len(inner))
+    got = float(row["noise_dba"])
+    lo, hi = float(row.get("noise_lmin_dba", -1)), float(row.get("noise_lmax_dba", -1))
+    eps = 0.051
+    if not (min(levels) - eps <= lo <= got + eps and got - eps <= hi <= max(levels) + eps):
+        rep.mismatches.append(f"t={t} noise: Lmin {lo} / LAeq {got} / Lmax {hi} outside the "
+                              f"polled levels {min(levels)}..{max(levels)}")
+    elif abs(got - laeq) > 1.0:
+        rep.mismatches.append(f"t={t} noise_dba: stored {got}, energy average of polls {laeq:.2f}")
 
 
 def channel_table(rows: dict[int, dict]) -> list[tuple]:
