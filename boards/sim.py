@@ -16,6 +16,7 @@ import time
 
 import termios
 
+from firmware.boardbase import BoardBase
 from firmware.drivers.nmea import GNSS
 
 NAME = "sim"
@@ -127,7 +128,7 @@ def _driver(spec, bus, extra):
     return getattr(m, cls)(bus, c)
 
 
-class Board:
+class Board(BoardBase):
     NAME = NAME
 
     def __init__(self, sim_json=None):
@@ -147,17 +148,10 @@ class Board:
         host, _, port = broker.rpartition(":")
         self.broker_host = host or "127.0.0.1"
         self.broker_port = int(port)
-        self.mqtt_user = None
-        self.mqtt_password = None
-        self.mqtt_ssl = None
         self.keepalive_s = 30
         self.connect_timeout_ms = 5000
         self.backoff_min_ms = 200
         self.backoff_max_ms = 5000
-        self.max_inflight = 20
-        self.drain_timeout_ms = 30000
-        self.period_s = 10
-        self.outbox_slots = 16        # RAM queue of unacknowledged samples (about 3 KB)
         # wall-time poll interval; virtual waits are scaled so that scheduling latency of the
         # host (not warped) never eats a sensor's answer window
         self.poll_ms = 3
@@ -199,9 +193,6 @@ class Board:
         """Virtual milliseconds since the simulation's t0, masked like time.ticks_ms()."""
         w = time.time_ns() // 1000 - self._t0_wall_us
         return (w * self._warp_milli // 1000000) & _TICKS_MASK
-
-    def wall_ms(self):
-        return time.ticks_ms()
 
     def log(self, msg):
         print("[%s %d] %s" % (NAME, self.ticks_ms() // 1000, msg))
