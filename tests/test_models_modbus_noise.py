@@ -76,10 +76,11 @@ def test_laeq_matches_float_formula_over_ground_truth(level, sigma, seed):
     for k in range(1, 4):
         idle(d, link, prev, k * 10000)
         s = sample(d, link, k * 10000)
-        tf = T0_S + link.t_ms / 1000
+        # the window is closed at the request (the sample time), not when fill() runs
+        tf = T0_S + k * 10
         win = [r["raw"] for r in rec.records
                if T0_S + prev / 1000 < r["t_virtual"] + model_mod.RESPONSE_S <= tf]
-        prev = link.t_ms
+        prev = k * 10000
         if k == 1:
             continue                         # the first window starts mid-way
         assert 9 <= len(win) <= 11
@@ -100,8 +101,12 @@ def test_faults_in_every_poll_of_a_window(fault):
     idle(d, link, 0, 10000)
     assert status_name(sample(d, link, 10000), CH) == "ok"
     m.faults.set(fault)
+    # a window is closed at each sample time: the one after the fault began is entirely faulty
+    # (an answer to a query sent before the fault may still land in the window that is open)
     idle(d, link, link.t_ms, 20000)
-    s = sample(d, link, 20000)
+    sample(d, link, 20000)
+    idle(d, link, link.t_ms, 30000)
+    s = sample(d, link, 30000)
     if fault == "slow":
         # Modbus replies carry no transaction id: a reply 2 s late is still a level of this
         # register and is used; the late queries show up as timeouts.
@@ -109,8 +114,10 @@ def test_faults_in_every_poll_of_a_window(fault):
     else:
         assert status_name(s, CH) == STATUS_OF[fault]
     m.faults.clear()
-    idle(d, link, link.t_ms, 30000)
-    s = sample(d, link, 30000)
+    idle(d, link, link.t_ms, 40000)
+    sample(d, link, 40000)
+    idle(d, link, link.t_ms, 50000)
+    s = sample(d, link, 50000)
     assert status_name(s, CH) == "ok" and s.value[CH] == 600
 
 

@@ -137,6 +137,13 @@ class ModbusNoise:
         self._have_q = False
         self._req_t = 0
         self._got = False            # an answer arrived since request()
+        # the window closed by the last request(), reported by fill()
+        self._wn = 0
+        self._wsum = 0
+        self._wmin = 0
+        self._wmax = 0
+        self._wbad = False
+        self._wexc = False
         self._bad = False            # a CRC error in this window
         self._exc = False            # an exception reply in this window
         self.frames_ok = 0
@@ -152,16 +159,24 @@ class ModbusNoise:
         self._started = True
 
     def request(self, now_ms):
+        """Close the current window at the sample time: the sample reports exactly the polls made
+        since the previous sample time, however long the sampler then waits for other modules."""
         if not self._started:
             self.start(now_ms)
-        self._got = False
-        self._req_t = now_ms
         self.poll(now_ms)
-        if not self._outstanding and self._have_q and ticks_diff(now_ms, self._last_q_t) < self.poll_ms:
-            # a poll answered less than poll_ms ago: that answer is current, do not query faster
-            # than the meter allows (some need >= 1 s between queries)
-            self._got = self._n > 0
-        elif not self._outstanding:
+        self._wn = self._n
+        self._wsum = self._sum_e4
+        self._wmin = self._min_e4
+        self._wmax = self._max_e4
+        self._wbad = self._bad
+        self._wexc = self._exc
+        self._n = 0
+        self._bad = False
+        self._exc = False
+        self._req_t = now_ms
+        # an empty window (first sample, or every poll failed): ask now and wait for the answer
+        self._got = self._wn > 0
+        if not self._got and not self._outstanding:
             self._send(now_ms)
 
     def ready(self):
@@ -193,14 +208,25 @@ class ModbusNoise:
         return new
 
     def fill(self, sample, now_ms):
-        n = self._n
+        if self._wn == 0 and (self._n or self._exc or self._bad):
+            # the window was empty and the answer to request()'s query came in: report it
+            self._wn = self._n
+            self._wsum = self._sum_e4
+            self._wmin = self._min_e4
+            self._wmax = self._max_e4
+            self._wexc = self._wexc or self._exc
+            self._wbad = self._wbad or self._bad
+            self._n = 0
+            self._exc = False
+            self._bad = False
+        n = self._wn
         if not self._started or ticks_diff(now_ms, self._t0) < self.WARMUP_MS:
             st = wire.STATUS_WARMING_UP
         elif n:
             st = wire.STATUS_OK
-        elif self._exc:
+        elif self._wexc:
             st = wire.STATUS_SENSOR_ERROR
-        elif self._bad:
+        elif self._wbad:
             st = wire.STATUS_CHECKSUM_ERROR
         else:
             st = wire.STATUS_NO_DATA
@@ -209,16 +235,12 @@ class ModbusNoise:
             sample.set(wire.CH_NOISE_LMIN, st)
             sample.set(wire.CH_NOISE_LMAX, st)
         else:
-            leq = self._sum_e4 - log_n_e4(n)
-            lo = self._min_e4
-            hi = self._max_e4
-            self._set(sample, wire.CH_NOISE, leq)
-            self._set(sample, wire.CH_NOISE_LMIN, lo)
-            self._set(sample, wire.CH_NOISE_LMAX, hi)
-        # next window
-        self._n = 0
-        self._bad = False
-        self._exc = False
+            self._set(sample, wire.CH_NOISE, self._wsum - log_n_e4(n))
+            self._set(sample, wire.CH_NOISE_LMIN, self._wmin)
+            self._set(sample, wire.CH_NOISE_LMAX, self._wmax)
+        self._wn = 0
+        self._wbad = False
+        self._wexc = False
 
     def laeq_e4(self):
         """LAeq of the current window in units of 0.0001 dB (None before the first answer)."""

@@ -39,6 +39,7 @@ _PRIORITY = ("silence", "nack", "slow", "truncated", "bad_checksum", "warmup", "
 class Faults:
     def __init__(self, seed=0):
         self.active = {}             # persistent faults: mode -> parameter
+        self.rates = {}              # random faults: mode -> probability per answer
         self._forced = []            # one-shot faults for the next answers
         self._rng = random.Random("faults:%s" % seed)
         self.injected = {}           # mode -> answers it changed
@@ -46,6 +47,11 @@ class Faults:
     def set(self, mode, param=True):
         self._check(mode)
         self.active[mode] = param
+
+    def set_rate(self, mode, p):
+        """Give each answer the fault `mode` with probability p (seeded: runs repeat)."""
+        self._check(mode)
+        self.rates[mode] = float(p)
 
     def inject(self, mode, n=1, param=True):
         """Apply `mode` to the next n answers only."""
@@ -56,8 +62,10 @@ class Faults:
         if mode is None:
             self.active.clear()
             self._forced.clear()
+            self.rates.clear()
         else:
             self.active.pop(mode, None)
+            self.rates.pop(mode, None)
 
     @staticmethod
     def _check(mode):
@@ -67,6 +75,10 @@ class Faults:
     def next(self):
         """The faults of the next answer: dict mode -> parameter (True when none was given)."""
         fs = dict(self.active)
+        for m, p in self.rates.items():
+            if self._rng.random() < p:
+                fs[m] = True
+                break                # at most one random fault per answer
         if self._forced:
             m, prm = self._forced.pop(0)
             fs[m] = prm
