@@ -102,7 +102,8 @@ def test_cli_writes_sim_json_and_exits_when_done(tmp_path):
     d = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "envbox.simulator", "--dir", str(d), "--device",
                         "sj-001", "--minutes", "1", "--warp", "600", "--seed", "3",
-                        "--pms-fault", "bad_checksum=0.5", "--model", "sds011.SDS011",
+                        "--pms-fault", "bad_checksum=0.5", "--kit", "pm-gnss",
+                        "--model", "sds011.SDS011",
                         "--exit-when-done"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr

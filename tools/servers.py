@@ -21,6 +21,8 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 BROKER_CONF_TEMPLATE = REPO_DIR / "config" / "mosquitto.conf"
+BROKER_ACL = REPO_DIR / "config" / "mosquitto.acl"
+GATEWAY_USER = "envbox-gateway"
 
 
 class ServerError(RuntimeError):
@@ -150,24 +152,52 @@ class Server:
 class Mosquitto(Server):
     """mosquitto with the product's broker configuration (config/mosquitto.conf).
 
-    `extra_conf` lines are appended (tests use it for password files and ACLs).
+    `users` (name -> password) turns on the product's authentication: a password file made with
+    mosquitto_passwd and config/mosquitto.acl. Without it the broker allows anonymous clients
+    (tests of other things). `extra_conf` lines are appended last.
     """
 
     name = "mosquitto"
 
-    def __init__(self, workdir, port=None, extra_conf: str = "", template: Path | None = None):
+    def __init__(self, workdir, port=None, extra_conf: str = "", template: Path | None = None,
+                 users: dict | None = None):
         super().__init__(workdir, port)
         self.extra_conf = extra_conf
         self.template = template or BROKER_CONF_TEMPLATE
         self.conf_path = self.dir / "mosquitto.conf"
+        self.users = dict(users or {})
+
+    def write_passwords(self) -> Path:
+        path = self.dir / "passwd"
+        path.write_text("")
+        exe = _find("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+        for user, pw in self.users.items():
+            subprocess.run([exe, "-b", str(path), user, pw], check=True, capture_output=True)
+        path.chmod(0o600)
+        return path
+
+    def add_user(self, user: str, password: str) -> None:
+        """Add or change a login; a running broker rereads its files on SIGHUP."""
+        self.users[user] = password
+        self.write_passwords()
+        if self.running():
+            os.kill(self.proc.pid, signal.SIGHUP)
 
     def write_conf(self) -> None:
         base = self.template.read_text()
         (self.dir / "data").mkdir(exist_ok=True)
+        if self.users:
+            auth = (f"password_file {self.write_passwords()}\n"
+                    f"acl_file {BROKER_ACL}\n")
+        else:
+            auth = "allow_anonymous true\n"
+        # Started as root, mosquitto drops to the `mosquitto` user and then cannot write its
+        # persistence file into our (root-owned) directory: stay the user that started it.
+        user = "user root\n" if os.geteuid() == 0 else ""
         conf = (f"# generated from {self.template.name}\n" + base
                 + f"\nlistener {self.port} 127.0.0.1\n"
                 + f"persistence_location {self.dir / 'data'}/\n"
-                + self.extra_conf + "\n")
+                + user + auth + self.extra_conf + "\n")
         self.conf_path.write_text(conf)
 
     def argv(self):
