@@ -148,6 +148,10 @@ class Board(BoardBase):
         host, _, port = broker.rpartition(":")
         self.broker_host = host or "127.0.0.1"
         self.broker_port = int(port)
+        user = os.getenv("ENVBOX_MQTT_USER")
+        if user:
+            self.mqtt_user = user.encode()
+            self.mqtt_password = (os.getenv("ENVBOX_MQTT_PASSWORD") or "").encode()
         self.keepalive_s = 30
         self.connect_timeout_ms = 5000
         self.backoff_min_ms = 200

@@ -68,7 +68,8 @@ def start_firmware(sim_json: str, broker_port: int, log_path: Path, heap: str = 
 
 
 def gateway_config(path: Path, broker_port: int, spool: Path, sink: str, url: str,
-                   client_id: str = "envbox-demo-gateway", http_port: int = 0) -> Path:
+                   client_id: str = "envbox-demo-gateway", http_port: int = 0,
+                   username: str = "", password: str = "") -> Path:
     sink_lines = (f'kind = "influx1"\nurl = "{url}"\ndatabase = "envbox"\n' if sink == "influx1"
                   else f'kind = "influx2"\nurl = "{url}"\norg = "envbox"\nbucket = "envbox"\n'
                        f'token = "demo-token"\n')
@@ -77,6 +78,8 @@ def gateway_config(path: Path, broker_port: int, spool: Path, sink: str, url: st
 host = "127.0.0.1"
 port = {broker_port}
 client_id = "{client_id}"
+username = "{username}"
+password = "{password}"
 [spool]
 path = "{spool}"
 [sink]
@@ -132,7 +135,7 @@ def publish_packet_bytes(topic_len: int, payload_len: int, qos: int = 1) -> int:
 class WireMeter:
     """Listens to the data topic and measures what the boxes send (bytes per sample)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, username: str = "", password: str = ""):
         import paho.mqtt.client as mqtt
 
         from .firmware import wire
@@ -153,6 +156,8 @@ class WireMeter:
 
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"envbox-demo-meter")
         c.on_message = on_message
+        if username:
+            c.username_pw_set(username, password)
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("envbox/v1/+/data", qos=0)
         c.connect("127.0.0.1", port)
         c.loop_start()
@@ -209,7 +214,11 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
     procs: list = []
     started: list = []
     try:
-        broker = servers.Mosquitto(workdir / "mosquitto").start()
+        # the product's broker configuration, logins and ACL included
+        import secrets
+        gw_pw, dev_pw = secrets.token_hex(12), secrets.token_hex(12)
+        broker = servers.Mosquitto(workdir / "mosquitto",
+                                   users={servers.GATEWAY_USER: gw_pw, device: dev_pw}).start()
         started.append(broker)
         if sink == "influx1":
             db = servers.InfluxDB1(workdir / "influxdb").start()
@@ -221,11 +230,12 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         http_port = servers.free_port()
         gw_conf = gateway_config(workdir / "gateway.toml", broker.port,
                                  workdir / "gateway-spool.sqlite3", sink, db.url,
-                                 http_port=http_port)
+                                 http_port=http_port, username=servers.GATEWAY_USER,
+                                 password=gw_pw)
         gw = start_gateway(gw_conf, workdir / "gateway.log")
         procs.append(gw)
         wait_gateway_ready(http_port, gw)
-        meter = WireMeter(broker.port)
+        meter = WireMeter(broker.port, servers.GATEWAY_USER, gw_pw)
         mpy_dir = mpybuild.build(workdir / "mpy")
         sim = Simulation(workdir / "sim", device=device, minutes=minutes, warp=warp, seed=seed)
         add_kit(sim, kit)
@@ -235,7 +245,8 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         say(f"simulator: patrol of {minutes:g} virtual minutes at warp {warp:g} "
             f"(device {device}); firmware under MicroPython, heap {heap}")
         fw = start_firmware(sim.sim_json_path, broker.port, workdir / "firmware.log", heap,
-                            mpy_dir=mpy_dir)
+                            mpy_dir=mpy_dir, extra_env={"ENVBOX_MQTT_USER": device,
+                                                        "ENVBOX_MQTT_PASSWORD": dev_pw})
         procs.append(fw)
         prog = Progress(minutes * 60)
         total_wall = minutes * 60 / warp
