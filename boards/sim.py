@@ -6,7 +6,16 @@
 # counter (virtual milliseconds), and the broker address (ENVBOX_BROKER=host:port).
 #
 # Environment: ENVBOX_SIM_JSON (path of sim.json, required), ENVBOX_BROKER (default
-# 127.0.0.1:1883), ENVBOX_DEVICE (overrides sim.json's device id).
+# 127.0.0.1:1883), ENVBOX_DEVICE (overrides sim.json's device id), ENVBOX_STATE_DIR (the box's
+# flash: journal, state.json, config.json; default sim.json's "state_dir", else ./envbox-state in
+# the working directory, so a restarted firmware finds its journal), ENVBOX_JOURNAL_SEGS and
+# ENVBOX_JOURNAL_SEG_BYTES (journal capacity, for tests of a full journal).
+#
+# No NTP (ntp_s2020 returns None: the simulator's GNSS is the time source). The watchdog is
+# emulated on the virtual clock: the io loop checks it, and on expiry the board writes
+# reset_cause=watchdog into the state directory and exits (status 75), which the next boot
+# reports. It cannot catch a wedged interpreter (a real WDT can); it does catch a sampler that
+# stopped succeeding.
 
 import json
 import os
@@ -150,6 +159,7 @@ class Board(BoardBase):
         self.broker_port = int(port)
         user = os.getenv("ENVBOX_MQTT_USER")
         if user:
+            # the broker's ACL lets a box publish only under its own id (config/mosquitto.acl)
             self.mqtt_user = user.encode()
             self.mqtt_password = (os.getenv("ENVBOX_MQTT_PASSWORD") or "").encode()
         self.keepalive_s = 30
@@ -161,6 +171,16 @@ class Board(BoardBase):
         self.poll_ms = 3
         self.answer_timeout_ms = self._v(max(1000, int(150 * warp)), 5000)
         self.fix_wait_ms = self._v(max(1500, int(150 * warp)), 5000)
+        self.state_dir = (os.getenv("ENVBOX_STATE_DIR") or cfg.get("state_dir")
+                          or os.getcwd() + "/envbox-state")
+        segs = os.getenv("ENVBOX_JOURNAL_SEGS")
+        if segs:
+            self.journal_max_segs = int(segs)
+        sb = os.getenv("ENVBOX_JOURNAL_SEG_BYTES")
+        if sb:
+            self.journal_seg_bytes = int(sb)
+        self._wdt_ms = 0
+        self._wdt_fed = 0
         run_until = cfg.get("run_until_virtual_s")
         self.run_until_s2020 = None if run_until is None else int(run_until) - 1577836800
         serial = cfg.get("serial", {})
@@ -200,6 +220,34 @@ class Board(BoardBase):
 
     def log(self, msg):
         print("[%s %d] %s" % (NAME, self.ticks_ms() // 1000, msg))
+
+    # ---- emulated reset cause and watchdog (virtual time)
+    def _cause_path(self):
+        return self.state_dir + "/reset_cause"
+
+    def reset_cause(self):
+        try:
+            with open(self._cause_path()) as f:
+                cause = f.read().strip()
+            os.remove(self._cause_path())
+            return cause or None
+        except OSError:
+            return None
+
+    def wdt_start(self, timeout_ms):
+        self._wdt_ms = timeout_ms
+        self._wdt_fed = self.ticks_ms()
+
+    def wdt_feed(self):
+        self._wdt_fed = self.ticks_ms()
+
+    def wdt_check(self):
+        if self._wdt_ms and time.ticks_diff(self.ticks_ms(), self._wdt_fed) > self._wdt_ms:
+            self.log("watchdog: no good sampling cycle for %d ms: reset" % self._wdt_ms)
+            with open(self._cause_path(), "w") as f:
+                f.write("watchdog")
+            import sys
+            sys.exit(75)
 
 
 def make():

@@ -18,14 +18,28 @@ class BoardBase:
     connect_timeout_ms = 10000
     backoff_min_ms = 1000         # reconnect backoff: doubles up to max, with jitter
     backoff_max_ms = 60000
-    max_inflight = 20             # QoS 1 messages awaiting PUBACK at once
+    max_inflight = 20             # QoS 1 messages awaiting PUBACK at once (one kept for live)
+    io_timeout_ms = 10000         # bound on any single socket write (a stalled link raises)
 
     # sampling
     period_s = 10
     poll_ms = 20                  # io loop interval (wall ms)
     answer_timeout_ms = 1000      # how long the sampler waits for Q&A modules (board clock ms)
     fix_wait_ms = 1500            # how long past a grid second to wait for that second's fix
-    outbox_slots = 16             # RAM queue of unacknowledged samples
+    hold_slots = 12               # samples held in RAM before the clock is known (2 min at 10 s)
+
+    # flash: the journal and small persisted state (docs/firmware.md, "Journal")
+    state_dir = "/data"           # on a device: a littlefs directory; the sim board: a host dir
+    # Capacity = journal_seg_bytes * journal_max_segs. A sample record is about 105 bytes
+    # (12 bytes of record framing + the ~93-byte wire payload of the full kit), 8,640 a day at
+    # 10 s: ~0.9 MB a day. 16 x 64 KiB = 1 MiB = ~1.1 days fits a 4 MB ESP32 (about 1.5 MB
+    # littlefs partition); a 16 MB module's ~12 MB partition takes 160 x 64 KiB = 10 MiB =
+    # ~11 days. Full: the oldest segment is deleted and its unsent samples counted as dropped.
+    journal_seg_bytes = 65536
+    journal_max_segs = 16
+    batch_bytes = 2048            # catch-up batch buffer (one MQTT payload, ~60 samples)
+    batch_max_samples = 60        # samples per catch-up batch (10 min at 10 s)
+    wdt_timeout_ms = 60000        # watchdog: at least 3 sampling periods; fed by good cycles
     run_until_s2020 = None        # simulated patrols stop here; None on a real box
     drain_timeout_ms = 30000
 
@@ -43,3 +57,31 @@ class BoardBase:
 
     def log(self, msg):
         print(msg)
+
+    # ---- supervision and time hooks; a real board overrides with machine/network calls
+    def reset_cause(self):
+        """Why the box last reset: a name (e.g. machine.reset_cause() mapped: "watchdog",
+        "power_on", "hard", "deep_sleep", "soft"), or None to let the app infer it from whether
+        the previous run shut down cleanly."""
+        return None
+
+    def wdt_start(self, timeout_ms):
+        """Arm the hardware watchdog (machine.WDT(timeout=...)); called again if the period
+        changes (ESP32 re-inits WDT with the new timeout)."""
+
+    def wdt_feed(self):
+        pass
+
+    def wdt_check(self):
+        """Called by the io loop; only an emulated watchdog needs it."""
+
+    def set_rtc(self, t_s2020):
+        """Set the board's RTC (machine.RTC().datetime(...)) from a GNSS fix or NTP."""
+
+    def ntp_s2020(self):
+        """UTC seconds since 2020 from NTP when online (ntptime), or None."""
+        return None
+
+    def rssi_dbm(self):
+        """Signal strength of the uplink (WLAN.status('rssi'), modem CSQ), or None."""
+        return None

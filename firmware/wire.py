@@ -33,6 +33,26 @@
 #   per carried channel, in index order:
 #     u8  status         STATUS_*
 #     [if status has a value (ok, out_of_range):] zig-zag varint of the scaled value
+#
+# Batch (KIND_BATCH, 0x02): the catch-up form, many consecutive samples of one device after an
+# outage. Each sample is coded against the one before it, so a journal's backlog costs about a
+# third of the single form per sample. decode_many() returns exactly what decode() would return
+# for each sample sent singly.
+#   u8   kind            KIND_BATCH (0x02)
+#   u8   device id length, then the id
+#   u32  seq0            seq of the first sample
+#   u32  t0_s2020        time of the first sample
+#   u8   period_s        the expected time step
+#   u8   count           samples that follow (1..255)
+#   per sample, against the state left by the previous one (initially: seq0 - 1, t0 - period,
+#   everything else 0, no channel carried):
+#     u8  head           which parts changed (BH_* bits)
+#     [BH_SEQ]    varint seq step - 1           [BH_TIME]  varint time step - period
+#     [BH_FLAGS]  u8 flags                      [BH_FIX]   u8 fix_quality, u8 sats, u8 hdop_x10
+#     [BH_MASK]   u32 channel mask              [BH_STATUS] u8 status of each carried channel
+#     [if fix_quality:] varint lat and lon second differences (the change in the step, ~0 at a
+#                  steady speed), varint differences of alt_dm, speed_kmh_x10, course_x10
+#     per carried channel with a value: varint difference from that channel's last value
 
 try:
     from micropython import const
@@ -43,11 +63,23 @@ except ImportError:  # CPython
 import struct
 
 KIND_SAMPLE = const(0x01)
+KIND_BATCH = const(0x02)
 SCHEMA_VERSION = const(1)
 
 FLAG_CLOCK_FROM_GPS = const(0x01)  # the clock was last set from a GNSS fix
 FLAG_CLOCK_FROM_NTP = const(0x02)  # the clock was last set from NTP
 FLAG_REPLAYED = const(0x04)        # sent from the journal after an outage
+FLAG_TIME_FROM_TICKS = const(0x08)  # taken before the clock was known; time reconstructed from
+                                    # the tick counter once it was (accuracy: the tick's drift)
+FLAG_CALIBRATED = const(0x10)      # remote calibration (offset/slope) applied to the values
+
+# Batch head bits (KIND_BATCH, per sample)
+BH_SEQ = const(0x01)
+BH_TIME = const(0x02)
+BH_FLAGS = const(0x04)
+BH_FIX = const(0x08)
+BH_MASK = const(0x10)
+BH_STATUS = const(0x20)
 
 # Channel status. Every channel of every sample has one; only OK and OUT_OF_RANGE carry a value.
 STATUS_OK = const(0)
@@ -222,109 +254,212 @@ def encode(s):
     return bytes(buf[:n])
 
 
-def _get_varint(data, pos, end):
-    u = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise WireError("truncated varint")
-        b = data[pos]
-        pos += 1
-        u |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-        if shift > 35:
-            raise WireError("varint too long")
-    v = (u >> 1) if not u & 1 else -((u + 1) >> 1)
-    return v, pos
+def decode_into(s, data, end):
+    """Parse a KIND_SAMPLE payload data[:end] into Sample `s` without allocating (the journal's
+    records on their way into a batch). Trusts the bytes: they were encoded by this box and
+    checked by the journal's CRC. The device id is skipped (s.device is the box's)."""
+    p = 2 + data[1]
+    s.seq = (data[p] << 24) | (data[p + 1] << 16) | (data[p + 2] << 8) | data[p + 3]
+    s.t_s2020 = (data[p + 4] << 24) | (data[p + 5] << 16) | (data[p + 6] << 8) | data[p + 7]
+    s.flags = data[p + 8]
+    fq = data[p + 9]
+    s.fix_quality = fq
+    p += 10
+    if fq:
+        s.sats = data[p]
+        s.hdop_x10 = data[p + 1]
+        v = (data[p + 2] << 24) | (data[p + 3] << 16) | (data[p + 4] << 8) | data[p + 5]
+        s.lat_e7 = v - (1 << 32) if v & 0x80000000 else v
+        v = (data[p + 6] << 24) | (data[p + 7] << 16) | (data[p + 8] << 8) | data[p + 9]
+        s.lon_e7 = v - (1 << 32) if v & 0x80000000 else v
+        v = (data[p + 10] << 8) | data[p + 11]
+        s.alt_dm = v - 0x10000 if v & 0x8000 else v
+        s.speed_kmh_x10 = (data[p + 12] << 8) | data[p + 13]
+        s.course_x10 = (data[p + 14] << 8) | data[p + 15]
+        p += 16
+    else:
+        s.sats = s.hdop_x10 = s.lat_e7 = s.lon_e7 = s.alt_dm = s.speed_kmh_x10 = 0
+        s.course_x10 = 0
+    mask = (data[p] << 24) | (data[p + 1] << 16) | (data[p + 2] << 8) | data[p + 3]
+    p += 4
+    st = s.status
+    val = s.value
+    for i in range(N_CHANNELS):
+        if mask & (1 << i):
+            c = data[p]
+            p += 1
+            st[i] = c
+            if c == STATUS_OK or c == STATUS_OUT_OF_RANGE:
+                u = 0
+                shift = 0
+                while True:
+                    b = data[p]
+                    p += 1
+                    u |= (b & 0x7F) << shift
+                    if not b & 0x80:
+                        break
+                    shift += 7
+                val[i] = (u >> 1) if not u & 1 else -((u + 1) >> 1)
+            else:
+                val[i] = 0
+        else:
+            st[i] = STATUS_NOT_FITTED
+            val[i] = 0
+    return p
+
+
+class BatchEncoder:
+    """Builds one KIND_BATCH payload in a caller's bytearray; no allocation per sample.
+
+        e = BatchEncoder(buf, period_s)
+        e.begin(first_sample); e.add(first_sample); e.add(next) ...; n = e.finish()
+    add() returns False (and writes nothing) when the buffer might not hold another sample.
+    """
+
+    def __init__(self, buf, period_s=10):
+        self.buf = buf
+        self.period_s = period_s
+        self.status = bytearray(N_CHANNELS)
+        self.value = [0] * N_CHANNELS
+        self.count = 0
+        self.p = 0
+
+    def begin(self, s):
+        buf = self.buf
+        dev = s.device
+        n = len(dev)
+        buf[0] = KIND_BATCH
+        buf[1] = n
+        for i in range(n):
+            buf[2 + i] = dev[i]
+        p = 2 + n
+        struct.pack_into(">IIB", buf, p, s.seq, s.t_s2020, self.period_s)
+        p += 10   # count byte at p - 1, written by finish()
+        self._count_at = p - 1
+        self.p = p
+        self.count = 0
+        self.seq = s.seq - 1
+        self.t = s.t_s2020 - self.period_s
+        self.flags = self.fixq = self.sats = self.hdop = 0
+        self.lat = self.lon = self.dlat = self.dlon = 0
+        self.alt = self.spd = self.crs = 0
+        self.mask = 0
+        st = self.status
+        val = self.value
+        for i in range(N_CHANNELS):
+            st[i] = STATUS_NOT_FITTED
+            val[i] = 0
+
+    def room(self):
+        return self.count < 255 and len(self.buf) - self.p >= MAX_SAMPLE_BYTES + 12
+
+    def add(self, s):
+        if not self.room():
+            return False
+        buf = self.buf
+        hp = self.p
+        p = hp + 1
+        head = 0
+        ds = s.seq - self.seq
+        if ds != 1:
+            head |= BH_SEQ
+            p = _put_varint(buf, p, ds - 1)
+        dt = s.t_s2020 - self.t
+        if dt != self.period_s:
+            head |= BH_TIME
+            p = _put_varint(buf, p, dt - self.period_s)
+        if s.flags != self.flags:
+            head |= BH_FLAGS
+            buf[p] = s.flags
+            p += 1
+        fq = s.fix_quality
+        h = s.hdop_x10 if s.hdop_x10 < 255 else 255
+        if fq != self.fixq or (fq and (s.sats != self.sats or h != self.hdop)):
+            head |= BH_FIX
+            buf[p] = fq
+            buf[p + 1] = s.sats if fq else 0
+            buf[p + 2] = h if fq else 0
+            p += 3
+            self.fixq = fq
+            if fq:
+                self.sats = s.sats
+                self.hdop = h
+        st = s.status
+        mask = 0
+        for i in range(N_CHANNELS):
+            if st[i] != STATUS_NOT_FITTED:
+                mask |= 1 << i
+        if mask != self.mask:
+            head |= BH_MASK
+            struct.pack_into(">I", buf, p, mask)
+            p += 4
+        pst = self.status
+        changed = False
+        for i in range(N_CHANNELS):
+            if st[i] != pst[i]:
+                changed = True
+        if changed:
+            head |= BH_STATUS
+            for i in range(N_CHANNELS):
+                if mask & (1 << i):
+                    buf[p] = st[i]
+                    p += 1
+                pst[i] = st[i]
+        if fq:
+            dlat = s.lat_e7 - self.lat
+            dlon = s.lon_e7 - self.lon
+            p = _put_varint(buf, p, dlat - self.dlat)
+            p = _put_varint(buf, p, dlon - self.dlon)
+            p = _put_varint(buf, p, s.alt_dm - self.alt)
+            p = _put_varint(buf, p, s.speed_kmh_x10 - self.spd)
+            p = _put_varint(buf, p, s.course_x10 - self.crs)
+            self.dlat = dlat
+            self.dlon = dlon
+            self.lat = s.lat_e7
+            self.lon = s.lon_e7
+            self.alt = s.alt_dm
+            self.spd = s.speed_kmh_x10
+            self.crs = s.course_x10
+        val = s.value
+        pval = self.value
+        for i in range(N_CHANNELS):
+            c = st[i]
+            if c == STATUS_OK or c == STATUS_OUT_OF_RANGE:
+                p = _put_varint(buf, p, val[i] - pval[i])
+                pval[i] = val[i]
+        buf[hp] = head
+        self.p = p
+        self.seq = s.seq
+        self.t = s.t_s2020
+        self.flags = s.flags
+        self.mask = mask
+        self.count += 1
+        return True
+
+    def finish(self):
+        self.buf[self._count_at] = self.count
+        return self.p
 
 
 def decode(data):
-    """Decode one payload into a dict (allocates; host side and tests).
+    """Decode one KIND_SAMPLE payload into a dict (host side and tests; allocates).
 
-    Raises WireError with a reason for anything that is not a well-formed v1 sample.
-    """
-    end = len(data)
-    if end < 2:
-        raise WireError("payload too short")
-    if data[0] != KIND_SAMPLE:
-        raise WireError("unknown payload kind 0x%02x" % data[0])
-    n = data[1]
-    if n < 1 or n > MAX_DEVICE_ID:
-        raise WireError("bad device id length %d" % n)
-    p = 2 + n
-    if end < p + 10:
-        raise WireError("truncated header")
-    dev = bytes(data[2:p])
-    for b in dev:
-        if b < 0x21 or b > 0x7E or b in b"/+#":
-            raise WireError("device id is not printable ASCII without / + #")
-    seq, t, flags, fixq = struct.unpack_from(">IIBB", data, p)
-    p += 10
-    gps = None
-    if fixq:
-        if end < p + 16:
-            raise WireError("truncated position")
-        sats, hdop, lat, lon, alt, spd, crs = struct.unpack_from(">BBiihHH", data, p)
-        p += 16
-        gps = {
-            "fix_quality": fixq,
-            "sats": sats,
-            "hdop": hdop / 10,
-            "lat_e7": lat,
-            "lon_e7": lon,
-            "lat_deg": lat / 10000000,
-            "lon_deg": lon / 10000000,
-            "alt_m": alt / 10,
-            "speed_kmh": spd / 10,
-            "course_deg": None if crs == COURSE_UNKNOWN else crs / 10,
-        }
-    if end < p + 4:
-        raise WireError("truncated channel mask")
-    mask = struct.unpack_from(">I", data, p)[0]
-    p += 4
-    if mask >> N_CHANNELS:
-        raise WireError("unknown channel bits in mask 0x%08x" % mask)
-    channels = {}
-    for i in range(N_CHANNELS):
-        name, scale = CHANNELS[i]
-        if not mask & (1 << i):
-            continue
-        if p >= end:
-            raise WireError("truncated channel %s" % name)
-        st = data[p]
-        p += 1
-        if st >= len(STATUS_NAMES) or st == STATUS_NOT_FITTED:
-            raise WireError("bad status %d for %s" % (st, name))
-        if st == STATUS_OK or st == STATUS_OUT_OF_RANGE:
-            raw, p = _get_varint(data, p, end)
-            channels[name] = {"status": STATUS_NAMES[st], "raw": raw, "value": raw / scale}
-        else:
-            channels[name] = {"status": STATUS_NAMES[st], "raw": None, "value": None}
-    if p != end:
-        raise WireError("%d trailing bytes" % (end - p))
-    return {
-        "v": SCHEMA_VERSION,
-        "device": dev.decode(),
-        "seq": seq,
-        "t_utc_s": t + EPOCH_2020_UNIX_S,
-        "flags": flags,
-        "gps": gps,
-        "channels": channels,
-    }
+    Raises WireError with a reason for anything that is not a well-formed v1 sample. The decoder
+    lives in wiredecode.py, loaded on first use, so the box (which only encodes) never spends RAM
+    on its bytecode."""
+    from .wiredecode import decode as _d
+    return _d(data)
+
+
+def decode_many(data):
+    """Decode a payload of either kind (KIND_SAMPLE or KIND_BATCH) into a list of sample dicts,
+    each exactly what decode() returns for that sample sent singly. A malformed batch raises
+    WireError as a whole."""
+    from .wiredecode import decode_many as _d
+    return _d(data)
 
 
 def naive_json(d):
     """The baseline a first prototype would send: JSON with full key names (for benchmarks)."""
-    import json
-    obj = {"schema_version": d["v"], "device_id": d["device"], "sequence": d["seq"],
-           "timestamp_utc": d["t_utc_s"]}
-    g = d["gps"] or {}
-    obj["gps"] = {"fix_quality": g.get("fix_quality", 0), "satellites": g.get("sats"),
-                  "hdop": g.get("hdop"), "latitude": g.get("lat_deg"),
-                  "longitude": g.get("lon_deg"), "altitude_m": g.get("alt_m"),
-                  "speed_kmh": g.get("speed_kmh"), "course_deg": g.get("course_deg")}
-    obj["channels"] = {k: {"value": c["value"], "status": c["status"]}
-                       for k, c in d["channels"].items()}
-    return json.dumps(obj)
+    from .wiredecode import naive_json as _n
+    return _n(d)

@@ -1,0 +1,92 @@
+# Remote configuration: the retained per-device topic envbox/v1/<device>/config carries a JSON
+# object; it is validated whole, persisted (config.json in the state directory, written to a
+# temporary file and renamed, so a power cut leaves the old or the new file, never half of one)
+# and applied without a reboot. A bad document is refused with a status message and the old
+# configuration stays in force.
+#
+#   {"version": 3,                        optional, echoed in status messages
+#    "period_s": 10,                      sampling period: divides 3600, 5..3600
+#    "channels": ["pm25_ugm3", ...],      enabled channels (wire names); absent = every fitted one
+#    "cal": {"pm25_ugm3": {"offset": -1.5, "slope": 0.93}}}
+#                                         corrected = raw * slope + offset, in the channel's unit
+#
+# Calibration is applied in integers on the box (app.Applied: slope x10^4, offset in the wire
+# scale), and a sample that had any correction applied carries wire.FLAG_CALIBRATED. This module
+# is loaded only to parse, persist or load a config, and unloaded after (app._cold).
+
+import json
+import os
+
+from . import wire
+
+_KEYS = ("version", "period_s", "channels", "cal")
+
+
+def _num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def validate(doc):
+    """Return (normalised config dict, None) or (None, reason)."""
+    if not isinstance(doc, dict):
+        return None, "config is not a JSON object"
+    for k in doc:
+        if k not in _KEYS:
+            return None, "unknown key %s" % k
+    out = {"version": 0, "period_s": 10, "channels": None, "cal": {}}
+    v = doc.get("version", 0)
+    if not isinstance(v, int) or isinstance(v, bool):
+        return None, "version is not an integer"
+    out["version"] = v
+    p = doc.get("period_s", 10)
+    if not isinstance(p, int) or isinstance(p, bool) or p < 5 or p > 3600 or 3600 % p:
+        return None, "period_s must be an integer dividing 3600, 5..3600"
+    out["period_s"] = p
+    names = [c[0] for c in wire.CHANNELS]
+    ch = doc.get("channels")
+    if ch is not None:
+        if not isinstance(ch, list):
+            return None, "channels is not a list"
+        for n in ch:
+            if n not in names:
+                return None, "unknown channel %s" % n
+        out["channels"] = list(ch)
+    cal = doc.get("cal", {})
+    if not isinstance(cal, dict):
+        return None, "cal is not an object"
+    for n in cal:
+        if n not in names:
+            return None, "cal: unknown channel %s" % n
+        c = cal[n]
+        if not isinstance(c, dict):
+            return None, "cal %s is not an object" % n
+        for k in c:
+            if k not in ("offset", "slope"):
+                return None, "cal %s: unknown key %s" % (n, k)
+        off = c.get("offset", 0)
+        sl = c.get("slope", 1)
+        if not _num(off) or not (-10000 <= off <= 10000):
+            return None, "cal %s: offset must be a number within +-10000" % n
+        if not _num(sl) or not (0.1 <= sl <= 10):
+            return None, "cal %s: slope must be a number in 0.1..10" % n
+        out["cal"][n] = {"offset": off, "slope": sl}
+    return out, None
+
+
+def load(path):
+    """The persisted config, or the defaults (also when the file is unreadable)."""
+    try:
+        with open(path) as f:
+            cfg, err = validate(json.load(f))
+        if cfg is not None:
+            return cfg
+    except (OSError, ValueError):
+        pass
+    return validate({})[0]
+
+
+def save(path, cfg):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(cfg, f)
+    os.rename(tmp, path)

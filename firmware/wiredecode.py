@@ -1,0 +1,239 @@
+# Host-side decoding of the wire format (firmware/wire.py defines the format; this module reads it
+# back). Split from wire.py because the box only encodes: keeping the decoder out of the box's
+# import path saves its bytecode in a 110 KB heap. Use it through wire.decode / wire.decode_many.
+
+import struct
+
+from .wire import (BH_FIX, BH_FLAGS, BH_MASK, BH_SEQ, BH_STATUS, BH_TIME, CHANNELS,
+                   COURSE_UNKNOWN, EPOCH_2020_UNIX_S, KIND_BATCH, KIND_SAMPLE, MAX_DEVICE_ID,
+                   N_CHANNELS, SCHEMA_VERSION, STATUS_NAMES, STATUS_NOT_FITTED, STATUS_OK,
+                   STATUS_OUT_OF_RANGE, Sample, WireError, encode)
+
+
+def _get_varint(data, pos, end):
+    u = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            raise WireError("truncated varint")
+        b = data[pos]
+        pos += 1
+        u |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+        if shift > 35:
+            raise WireError("varint too long")
+    v = (u >> 1) if not u & 1 else -((u + 1) >> 1)
+    return v, pos
+
+
+def decode(data):
+    """Decode one payload into a dict (allocates; host side and tests).
+
+    Raises WireError with a reason for anything that is not a well-formed v1 sample.
+    """
+    end = len(data)
+    if end < 2:
+        raise WireError("payload too short")
+    if data[0] != KIND_SAMPLE:
+        raise WireError("unknown payload kind 0x%02x" % data[0])
+    n = data[1]
+    if n < 1 or n > MAX_DEVICE_ID:
+        raise WireError("bad device id length %d" % n)
+    p = 2 + n
+    if end < p + 10:
+        raise WireError("truncated header")
+    dev = bytes(data[2:p])
+    for b in dev:
+        if b < 0x21 or b > 0x7E or b in b"/+#":
+            raise WireError("device id is not printable ASCII without / + #")
+    seq, t, flags, fixq = struct.unpack_from(">IIBB", data, p)
+    p += 10
+    gps = None
+    if fixq:
+        if end < p + 16:
+            raise WireError("truncated position")
+        sats, hdop, lat, lon, alt, spd, crs = struct.unpack_from(">BBiihHH", data, p)
+        p += 16
+        gps = {
+            "fix_quality": fixq,
+            "sats": sats,
+            "hdop": hdop / 10,
+            "lat_e7": lat,
+            "lon_e7": lon,
+            "lat_deg": lat / 10000000,
+            "lon_deg": lon / 10000000,
+            "alt_m": alt / 10,
+            "speed_kmh": spd / 10,
+            "course_deg": None if crs == COURSE_UNKNOWN else crs / 10,
+        }
+    if end < p + 4:
+        raise WireError("truncated channel mask")
+    mask = struct.unpack_from(">I", data, p)[0]
+    p += 4
+    if mask >> N_CHANNELS:
+        raise WireError("unknown channel bits in mask 0x%08x" % mask)
+    channels = {}
+    for i in range(N_CHANNELS):
+        name, scale = CHANNELS[i]
+        if not mask & (1 << i):
+            continue
+        if p >= end:
+            raise WireError("truncated channel %s" % name)
+        st = data[p]
+        p += 1
+        if st >= len(STATUS_NAMES) or st == STATUS_NOT_FITTED:
+            raise WireError("bad status %d for %s" % (st, name))
+        if st == STATUS_OK or st == STATUS_OUT_OF_RANGE:
+            raw, p = _get_varint(data, p, end)
+            channels[name] = {"status": STATUS_NAMES[st], "raw": raw, "value": raw / scale}
+        else:
+            channels[name] = {"status": STATUS_NAMES[st], "raw": None, "value": None}
+    if p != end:
+        raise WireError("%d trailing bytes" % (end - p))
+    return {
+        "v": SCHEMA_VERSION,
+        "device": dev.decode(),
+        "seq": seq,
+        "t_utc_s": t + EPOCH_2020_UNIX_S,
+        "flags": flags,
+        "gps": gps,
+        "channels": channels,
+    }
+
+
+def _get_u8(data, p, end, what):
+    if p >= end:
+        raise WireError("truncated " + what)
+    return data[p]
+
+
+# what encode() raises for a field out of its range (CPython: struct.error)
+_PACK_ERRORS = (ValueError, OverflowError, getattr(struct, "error", ValueError))
+
+
+def _decode_batch(data):
+    end = len(data)
+    n = data[1] if end > 1 else 0
+    if n < 1 or n > MAX_DEVICE_ID:
+        raise WireError("bad device id length %d" % n)
+    p = 2 + n
+    if end < p + 10:
+        raise WireError("truncated batch header")
+    dev = bytes(data[2:p])
+    seq0, t0, period, count = struct.unpack_from(">IIBB", data, p)
+    p += 10
+    if count == 0:
+        raise WireError("empty batch")
+    s = Sample(dev)
+    seq = seq0 - 1
+    t = t0 - period
+    flags = fixq = sats = hdop = 0
+    lat = lon = dlat = dlon = alt = spd = crs = 0
+    mask = 0
+    st = bytearray(N_CHANNELS)
+    for i in range(N_CHANNELS):
+        st[i] = STATUS_NOT_FITTED
+    val = [0] * N_CHANNELS
+    out = []
+    for _ in range(count):
+        head = _get_u8(data, p, end, "batch sample")
+        p += 1
+        if head & ~0x3F:
+            raise WireError("bad batch head 0x%02x" % head)
+        ds = 1
+        if head & BH_SEQ:
+            ds, p = _get_varint(data, p, end)
+            ds += 1
+        seq += ds
+        dt = period
+        if head & BH_TIME:
+            dt, p = _get_varint(data, p, end)
+            dt += period
+        t += dt
+        if head & BH_FLAGS:
+            flags = _get_u8(data, p, end, "flags")
+            p += 1
+        if head & BH_FIX:
+            if end < p + 3:
+                raise WireError("truncated batch fix")
+            fixq, sats, hdop = data[p], data[p + 1], data[p + 2]
+            p += 3
+        if head & BH_MASK:
+            if end < p + 4:
+                raise WireError("truncated batch mask")
+            mask = struct.unpack_from(">I", data, p)[0]
+            p += 4
+            if mask >> N_CHANNELS:
+                raise WireError("unknown channel bits in mask 0x%08x" % mask)
+        if head & BH_STATUS:
+            for i in range(N_CHANNELS):
+                if mask & (1 << i):
+                    c = _get_u8(data, p, end, "batch status")
+                    p += 1
+                    if c >= len(STATUS_NAMES) or c == STATUS_NOT_FITTED:
+                        raise WireError("bad status %d in batch" % c)
+                    st[i] = c
+                else:
+                    st[i] = STATUS_NOT_FITTED
+        else:
+            for i in range(N_CHANNELS):
+                if bool(mask & (1 << i)) != (st[i] != STATUS_NOT_FITTED):
+                    raise WireError("batch mask changed without statuses")
+        if fixq:
+            v, p = _get_varint(data, p, end)
+            dlat += v
+            v, p = _get_varint(data, p, end)
+            dlon += v
+            lat += dlat
+            lon += dlon
+            v, p = _get_varint(data, p, end)
+            alt += v
+            v, p = _get_varint(data, p, end)
+            spd += v
+            v, p = _get_varint(data, p, end)
+            crs += v
+        for i in range(N_CHANNELS):
+            c = st[i]
+            if c == STATUS_OK or c == STATUS_OUT_OF_RANGE:
+                v, p = _get_varint(data, p, end)
+                val[i] += v
+        s.seq, s.t_s2020, s.flags, s.fix_quality = seq, t, flags, fixq
+        s.sats, s.hdop_x10 = sats, hdop
+        s.lat_e7, s.lon_e7, s.alt_dm, s.speed_kmh_x10, s.course_x10 = lat, lon, alt, spd, crs
+        for i in range(N_CHANNELS):
+            s.set(i, st[i], val[i])
+        try:
+            one = encode(s)
+        except _PACK_ERRORS as e:
+            if isinstance(e, WireError):
+                raise
+            raise WireError("batch sample out of range: %s" % e)
+        out.append(decode(one))
+    if p != end:
+        raise WireError("%d trailing bytes" % (end - p))
+    return out
+
+
+def decode_many(data):
+    """Decode a payload of either kind into a list of sample dicts (each as decode() returns).
+    Raises WireError for anything malformed; a batch is accepted whole or not at all."""
+    if len(data) >= 1 and data[0] == KIND_BATCH:
+        return _decode_batch(data)
+    return [decode(data)]
+
+
+def naive_json(d):
+    """The baseline a first prototype would send: JSON with full key names (for benchmarks)."""
+    import json
+    obj = {"schema_version": d["v"], "device_id": d["device"], "sequence": d["seq"],
+           "timestamp_utc": d["t_utc_s"]}
+    g = d["gps"] or {}
+    obj["gps"] = {"fix_quality": g.get("fix_quality", 0), "satellites": g.get("sats"),
+                  "hdop": g.get("hdop"), "latitude": g.get("lat_deg"),
+                  "longitude": g.get("lon_deg"), "altitude_m": g.get("alt_m"),
+                  "speed_kmh": g.get("speed_kmh"), "course_deg": g.get("course_deg")}
+    obj["channels"] = {k: {"value": c["value"], "status": c["status"]}
+                       for k, c in d["channels"].items()}
+    return json.dumps(obj)
