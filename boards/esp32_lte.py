@@ -100,7 +100,11 @@ class Board(BoardBase):
     state_dir = "/data"
 
     def __init__(self, config=None):
-        cfg = load_config() if config is None else config
+        # config: a dict, the path of a JSON file, or None for the device's /config.json
+        if config is None or isinstance(config, str):
+            cfg = load_config(config or "/config.json")
+        else:
+            cfg = config
         self.cfg = cfg
         self.device_id = cfg.get("device_id", "esp32-001").encode()
         broker = cfg.get("broker", "127.0.0.1:1883")
