@@ -183,14 +183,13 @@ def main(argv=None) -> int:
                 if a.scale_div < 1:
                     raise UsageError("--scale-div must be at least 1")
                 opts["scale_div"] = a.scale_div
-        exe_ok = micropython_exe()
+        micropython_exe()              # fail here, with the usage errors, if it is missing
     except UsageError as e:
         print(f"envbox decode: {e}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as e:
         print(f"envbox decode: {e}", file=sys.stderr)
         return EXIT_USAGE
-    del exe_ok
     return run(sensor, path, a.hex, opts)
 
 
