@@ -3,6 +3,7 @@
     envbox demo [--minutes N] [--sink influx1|influx2]   a simulated patrol, end to end
     envbox payload HEX|-                                  print a wire payload as JSON
     envbox decode SENSOR FILE [--hex]                     decode a raw sensor capture
+    envbox flash --board B --device ID ... [--port P]     build a box's image, copy it with mpremote
 """
 
 from __future__ import annotations
@@ -44,12 +45,11 @@ def main(argv=None) -> int:
     if cmd == "payload":
         return cmd_payload(rest)
     if cmd == "decode":
-        try:
-            from .decode import main as decode_main
-        except ImportError:
-            print("envbox decode is not built yet", file=sys.stderr)
-            return 2
+        from .decode import main as decode_main
         return decode_main(rest)
+    if cmd == "flash":
+        from .provision import main as provision_main
+        return provision_main(rest)
     print(f"envbox: unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
     return 2
 
