@@ -3,7 +3,7 @@
     envbox demo [--minutes N] [--sink influx1|influx2]   a simulated patrol, end to end
     envbox payload HEX|-                                  print a wire payload as JSON
     envbox decode SENSOR FILE [--hex]                     decode a raw sensor capture
-    envbox flash --board B --device ID ... [--port P]     build a box's image, copy it with mpremote
+    envbox flash BOARD --device-id ID --broker H:P [--port P]   build and copy a box image
 """
 
 from __future__ import annotations
