@@ -1,0 +1,303 @@
+"""The box keeps every sample: the MicroPython firmware against a real mosquitto and the
+simulator, with the broker stopped for 30 virtual minutes, the firmware SIGKILLed 20 times, a
+broker that never CONNACKs, a broker that drops the link after every publish, and a 24-virtual-
+hour patrol in an ESP32-sized heap.
+
+What the box published is collected by a persistent-session subscriber and decoded with
+wire.decode_many (single samples and catch-up batches); the journal files are read with an
+independent parser (below), not with firmware/journal.py."""
+
+import json
+import os
+import random
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from envbox import mpybuild, servers, verify
+from envbox.demo import ESP32_HEAP, start_firmware
+from envbox.firmware import wire
+from envbox.simulator.netfaults import FaultProxy
+from envbox.simulator.run import Simulation
+
+pytestmark = pytest.mark.slow
+DEVICE = "sj-001"
+
+
+def _crc16(data, crc=0xFFFF):
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def read_journal(d: Path) -> dict[int, bytes]:
+    """seq -> payload of every intact sample record in a journal directory (docs/firmware.md)."""
+    out = {}
+    for f in sorted(d.glob("*.jnl")):
+        data = f.read_bytes()
+        p = 0
+        while p + 12 <= len(data) and data[p] == 0xEB:
+            n = data[p + 1]
+            if p + 12 + n > len(data):
+                break
+            seq, _released = struct.unpack_from("<II", data, p + 2)
+            crc = data[p + 10 + n] | data[p + 11 + n] << 8
+            if crc != _crc16(data[p + 1:p + 10 + n]):
+                break
+            if n:
+                out[seq] = data[p + 10:p + 10 + n]
+            p += 12 + n
+    return out
+
+
+class Collector:
+    """Subscribes to the box's data and status topics with a persistent session (QoS 1)."""
+
+    def __init__(self, port: int, name: str):
+        self.samples: list[dict] = []      # in arrival order, with "_kind" and "_msg" index
+        self.status: list[dict] = []
+        self.status_raw: list[bytes] = []
+        self.messages = 0
+        self.lock = threading.Lock()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, clean_session=False)
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(
+            [(f"envbox/v1/{DEVICE}/data", 1), (f"envbox/v1/{DEVICE}/status", 1)])
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.05, 0.5)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+        servers.eventually(lambda: c.is_connected(), 10, what="collector connected")
+
+    def _on_message(self, client, userdata, msg):
+        with self.lock:
+            if msg.topic.endswith("/status"):
+                self.status_raw.append(msg.payload)
+                if msg.payload.startswith(b"{"):
+                    self.status.append(json.loads(msg.payload))
+                return
+            kind = msg.payload[0] if msg.payload else 0
+            for d in wire.decode_many(msg.payload):
+                d["_kind"] = kind
+                d["_msg"] = self.messages
+                self.samples.append(d)
+            self.messages += 1
+
+    def stop(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _strip(d):
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def check_stream(samples: list[dict]):
+    """None twice with different values; singles in seq order and batches in seq order."""
+    by_seq: dict[int, dict] = {}
+    for d in samples:
+        s = _strip(d)
+        if d["seq"] in by_seq:
+            assert by_seq[d["seq"]] == s, f"seq {d['seq']} arrived twice with different values"
+        by_seq[d["seq"]] = s
+    for kind in (wire.KIND_SAMPLE, wire.KIND_BATCH):
+        seqs = [d["seq"] for d in samples if d["_kind"] == kind]
+        firsts = {}
+        for d in samples:
+            firsts.setdefault(d["seq"], d)
+        first_seen = [d["seq"] for d in samples if d["_kind"] == kind and firsts[d["seq"]] is d]
+        assert first_seen == sorted(first_seen), f"kind {kind} out of order"
+        del seqs
+    return by_seq
+
+
+@pytest.fixture
+def rig(tmp_path):
+    made = {"procs": [], "servers": [], "sims": [], "closers": []}
+    yield tmp_path, made
+    for p in made["procs"]:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for c in made["closers"]:
+        c()
+    for s in made["sims"]:
+        s.stop()
+    for s in made["servers"]:
+        s.stop()
+
+
+def _setup(tmp_path, made, minutes, warp=60, kit=None, seed=3):
+    broker = servers.Mosquitto(tmp_path / "mosquitto").start()
+    made["servers"].append(broker)
+    coll = Collector(broker.port, f"collector-{tmp_path.name}")
+    made["closers"].append(coll.stop)
+    sim = Simulation(tmp_path / "sim", device=DEVICE, minutes=minutes, warp=warp, seed=seed)
+    if kit:
+        from envbox.simulator.run import add_kit
+        add_kit(sim, kit)
+    sim.start()
+    made["sims"].append(sim)
+    mpy = mpybuild.build(tmp_path / "mpy")
+    return broker, coll, sim, mpy
+
+
+def _firmware(tmp_path, made, sim, port, mpy, heap=ESP32_HEAP, env=None):
+    e = {"ENVBOX_STATE_DIR": str(tmp_path / "flash")}
+    e.update(env or {})
+    p = start_firmware(sim.sim_json_path, port, tmp_path / "firmware.log", heap, extra_env=e,
+                       mpy_dir=mpy)
+    made["procs"].append(p)
+    return p
+
+
+def _wait_exit(p, tmp_path, timeout):
+    try:
+        rc = p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise AssertionError("firmware did not finish:\n" + _log_tail(tmp_path))
+    assert rc == 0, f"firmware exited {rc}:\n" + _log_tail(tmp_path)
+
+
+def _log_tail(tmp_path, n=4000):
+    return (tmp_path / "firmware.log").read_text(errors="replace")[-n:]
+
+
+def _truth_slots(sim):
+    exp = verify.expected_from_truth(sim.ground_truth_path, int(sim.run_until_virtual_s))
+    return set(exp.slots)
+
+
+def _virtual_now(sim):
+    return sim.clock.now() - sim.start_virtual_s
+
+
+def test_broker_down_30_virtual_minutes_every_sample_arrives(rig):
+    tmp_path, made = rig
+    broker, coll, sim, mpy = _setup(tmp_path, made, minutes=60)
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy)
+    servers.eventually(lambda: _virtual_now(sim) >= 15 * 60, 60, what="minute 15")
+    broker.stop()
+    servers.eventually(lambda: _virtual_now(sim) >= 45 * 60, 60, what="minute 45")
+    broker.start()
+    _wait_exit(fw, tmp_path, 120)
+    by_seq = check_stream(coll.samples)
+    got_t = {d["t_utc_s"] for d in by_seq.values()}
+    missing = sorted(_truth_slots(sim) - got_t)
+    assert not missing, f"{len(missing)} slots missing, first {missing[:5]}"
+    batches = [d for d in coll.samples if d["_kind"] == wire.KIND_BATCH]
+    assert len({d["_msg"] for d in batches}) >= 2, "the backlog went out in batches"
+    assert len(batches) >= 150, "about 30 minutes of samples came from the journal"
+    log = _log_tail(tmp_path, 100000)
+    assert "mqtt link lost" in log
+    # the journal says what was sent: everything journaled arrived with the same bytes
+    for seq, payload in read_journal(tmp_path / "flash" / "journal").items():
+        assert by_seq.get(seq) == wire.decode(payload), f"journaled seq {seq} differs"
+
+
+def test_sigkill_20_times_nothing_journaled_is_lost(rig):
+    tmp_path, made = rig
+    broker, coll, sim, mpy = _setup(tmp_path, made, minutes=45)
+    rnd = random.Random(4)
+    journaled: dict[int, bytes] = {}
+    boots = 0
+    fw = None
+    for k in range(20):
+        fw = _firmware(tmp_path, made, sim, broker.port, mpy)
+        boots += 1
+        time.sleep(rnd.uniform(0.3, 1.6))   # a random point of a run: wall time, on purpose
+        fw.kill()
+        fw.wait()
+        seen = read_journal(tmp_path / "flash" / "journal")
+        for seq, payload in seen.items():
+            if seq in journaled:
+                assert journaled[seq] == payload, f"seq {seq} rewritten with other bytes"
+        lost = [s for s in journaled if s not in seen and s >= min(seen, default=0)]
+        assert not lost, f"journaled records vanished after kill {k}: {lost[:5]}"
+        journaled.update(seen)
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy)
+    _wait_exit(fw, tmp_path, 180)
+    journaled.update(read_journal(tmp_path / "flash" / "journal"))
+    servers.eventually(lambda: all(s in {d["seq"] for d in coll.samples} for s in journaled),
+                       20, what="every journaled sample at the broker")
+    by_seq = check_stream(coll.samples)
+    for seq, payload in journaled.items():
+        assert by_seq[seq] == wire.decode(payload), f"seq {seq} arrived with other values"
+    # sequence numbers survived every reboot: one strictly increasing numbering
+    ts = [wire.decode(journaled[s])["t_utc_s"] for s in sorted(journaled)]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    state = json.loads((tmp_path / "flash" / "state.json").read_text())
+    assert state["boot"] == boots + 1
+    resets = [s["reset_cause"] for s in coll.status if "reset_cause" in s]
+    assert "power_loss_or_crash" in resets
+
+
+def test_broker_that_never_connacks_then_drops_after_every_publish(rig):
+    tmp_path, made = rig
+    broker, coll, sim, mpy = _setup(tmp_path, made, minutes=40)
+    proxy = FaultProxy(broker.port).start()
+    made["closers"].append(proxy.stop)
+    proxy.mode = "silent"
+    fw = _firmware(tmp_path, made, sim, proxy.port, mpy)
+    servers.eventually(lambda: _virtual_now(sim) >= 12 * 60, 60, what="minute 12")
+    assert proxy.accepted >= 2, "the box retried the silent broker"
+    assert not coll.samples
+    proxy.mode = "drop_after_publish"
+    proxy.drop_all()
+    servers.eventually(lambda: _virtual_now(sim) >= 26 * 60, 60, what="minute 26")
+    assert proxy.drops >= 3, "links dropped after publishes"
+    proxy.mode = "pass"
+    proxy.drop_all()
+    _wait_exit(fw, tmp_path, 120)
+    by_seq = check_stream(coll.samples)
+    got_t = {d["t_utc_s"] for d in by_seq.values()}
+    missing = sorted(_truth_slots(sim) - got_t)
+    assert not missing, f"{len(missing)} slots missing (sampling waited?), first {missing[:5]}"
+    assert "late_slots=0" in _log_tail(tmp_path), "the sampler was never held up"
+
+
+def test_full_journal_drops_oldest_counts_and_reports(rig):
+    tmp_path, made = rig
+    broker, coll, sim, mpy = _setup(tmp_path, made, minutes=40)
+    broker.stop()
+    # 4 segments of ~20 records: about 13 virtual minutes of samples
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy,
+                   env={"ENVBOX_JOURNAL_SEGS": "4", "ENVBOX_JOURNAL_SEG_BYTES": "2200"})
+    servers.eventually(lambda: _virtual_now(sim) >= 30 * 60, 60, what="minute 30")
+    broker.start()
+    _wait_exit(fw, tmp_path, 120)
+    by_seq = check_stream(coll.samples)
+    dropped = [s["journal_dropped"] for s in coll.status]
+    assert dropped and dropped[-1] > 0, "the drop count is reported"
+    seqs = sorted(by_seq)
+    # what was dropped is the oldest: the received seqs are one contiguous run at the end
+    assert seqs == list(range(seqs[0], seqs[-1] + 1))
+    assert seqs[0] == dropped[-1], "every seq below the first received one counted as dropped"
+
+
+def test_24_virtual_hours_in_an_esp32_heap(rig):
+    tmp_path, made = rig
+    broker, coll, sim, mpy = _setup(tmp_path, made, minutes=24 * 60, warp=300)
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy, heap=ESP32_HEAP)
+    _wait_exit(fw, tmp_path, 24 * 3600 / 300 * 2 + 120)
+    log = _log_tail(tmp_path, 10 ** 7)
+    assert "MemoryError" not in log
+    used = [s["heap_used_bytes"] for s in coll.status]
+    assert len(used) > 1000, "a status message every virtual minute"
+    q = len(used) // 4
+    first, last = sorted(used[:q]), sorted(used[-q:])
+    # flat: the live heap after a collection in the last 6 hours is where it was in the first 6
+    assert last[q // 2] <= first[q // 2] + 1024, (first[q // 2], last[q // 2])
+    (tmp_path / "heap.json").write_text(json.dumps(used))
+    by_seq = check_stream(coll.samples)
+    missing = sorted(_truth_slots(sim) - {d["t_utc_s"] for d in by_seq.values()})
+    assert not missing, f"{len(missing)} slots missing, first {missing[:5]}"
