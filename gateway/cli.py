@@ -68,16 +68,19 @@ def _watchdog_interval_s() -> float | None:
 
 
 def cmd_run(cfg) -> int:
-    from .daemon import Gateway
-    gw = Gateway(cfg)
     stop = threading.Event()
 
     def on_signal(signum, frame):
         log.info("signal %d: stopping", signum)
         stop.set()
 
+    # Before the heavy imports: a SIGTERM while starting is a clean stop too.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from .daemon import Gateway
+    gw = Gateway(cfg)
+    if stop.is_set():
+        return 0
     gw.start()
     sd_notify("READY=1\nSTATUS=running")
     wd = _watchdog_interval_s()

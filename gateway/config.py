@@ -80,6 +80,7 @@ class SpoolConfig:
     path: str = "/var/lib/envbox-gateway/spool.sqlite3"
     max_rows: int = 5_000_000         # ~ 100 boxes x 5.8 days; beyond it the oldest are dropped
     synchronous: str = "FULL"         # FULL (durable on power cut) or NORMAL (see docs/gateway.md)
+    max_dead_letters: int = 1_000_000 # beyond it the oldest dead letters are dropped, counted
     __repr__ = _masked_repr
 
 
@@ -246,6 +247,7 @@ def validate(cfg: Config) -> None:
 
     need(s.path, "[spool] path must not be empty")
     need(s.max_rows >= 1, "[spool] max_rows must be >= 1")
+    need(s.max_dead_letters >= 1, "[spool] max_dead_letters must be >= 1")
     s.synchronous = s.synchronous.upper()
     need(s.synchronous in ("FULL", "NORMAL", "EXTRA"),
          f"[spool] synchronous must be FULL, EXTRA or NORMAL, got {s.synchronous!r}")

@@ -30,7 +30,8 @@ class Gateway:
         self.cfg = cfg
         self.counters = Counters()
         s = cfg.spool
-        self.spool = Spool(s.path, max_rows=s.max_rows, synchronous=s.synchronous)
+        self.spool = Spool(s.path, max_rows=s.max_rows, synchronous=s.synchronous,
+                           max_dead_letters=s.max_dead_letters)
         self.ingest = Ingest(cfg, self.spool, self.counters)
         self.writer = Writer(cfg, self.spool, self.counters, sink=sink)
         self.http: MetricsServer | None = None
@@ -87,6 +88,9 @@ class Gateway:
             problems.append("not connected to the MQTT broker")
         elif not self.ingest.subscribed:
             problems.append("connected but the subscription is not acknowledged yet")
+        if self.ingest.spool_failing_since_s is not None:
+            problems.append(f"spool commits failing since {self.ingest.spool_failing_since_s:.0f}"
+                            " (disk full?); the broker holds the unacknowledged messages")
         fs = self.writer.failing_since_s
         if fs is not None and now - fs > SINK_FAILING_UNHEALTHY_S:
             problems.append(f"database writes failing for {now - fs:.0f} s: "

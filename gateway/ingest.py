@@ -92,6 +92,7 @@ class Ingest:
         self._ever_connected = bool(spool.counters().get("mqtt_connects", 0))
         self.session_present: bool | None = None
         self.last_commit_s: float | None = None   # time.time() of the last spool commit
+        self.spool_failing_since_s: float | None = None   # first failed commit in a row
         self.client = self._make_client()
 
     # --- MQTT -------------------------------------------------------------------------------
@@ -173,6 +174,10 @@ class Ingest:
             log.warning("MQTT disconnected: %s (paho reconnects)", reason_code)
 
     def _on_message(self, client, userdata, msg):
+        if self._stop.is_set():
+            # Stopping: take nothing new, so the committer can finish what it has. The message
+            # stays unacknowledged and the broker sends it again on our next connection.
+            return
         try:
             try:
                 topic = msg.topic
@@ -270,9 +275,12 @@ class Ingest:
         while True:
             try:
                 res = self.spool.ingest(items)
+                self.spool_failing_since_s = None
                 break
             except Exception as e:  # noqa: BLE001 - disk full, I/O error, locked: keep trying
                 self.counters.add("spool_errors")
+                if self.spool_failing_since_s is None:
+                    self.spool_failing_since_s = time.time()
                 log.error("spool commit failed (%s); %d messages stay unacknowledged, retrying",
                           e, len(items))
                 if self._stop.wait(delay):

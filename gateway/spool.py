@@ -128,13 +128,15 @@ class SpoolFull(RuntimeError):
 
 class Spool:
     def __init__(self, path: str | os.PathLike, max_rows: int = 5_000_000,
-                 synchronous: str = "FULL", create: bool = True):
+                 synchronous: str = "FULL", create: bool = True,
+                 max_dead_letters: int = 1_000_000):
         self.path = str(path)
         if not create and not Path(self.path).exists():
             raise FileNotFoundError(f"spool {self.path} does not exist")
         if create:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
+        self.max_dead_letters = max_dead_letters
         self.synchronous = synchronous.upper()
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -271,6 +273,7 @@ class Spool:
                     added -= excess
                 if res.dead_lettered:
                     self._bump(c, "dead_lettered_ingest", res.dead_lettered)
+                    self._bound_dead_letters(c)
         except BaseException:
             self._ranges.clear()   # the cache may hold the rolled-back changes
             raise
@@ -320,7 +323,18 @@ class Spool:
                 [(now, r.device, r.seq, r.t_utc_s, reason, r.payload, server_answer) for r in rows])
             c.executemany("DELETE FROM samples WHERE id=?", [(r.id,) for r in rows])
             self._bump(c, "dead_lettered_sink", len(rows))
+            self._bound_dead_letters(c)
         self._sub_depth(len(rows))
+
+    def _bound_dead_letters(self, c) -> None:
+        # A flood of garbage must not fill the disk: keep the newest max_dead_letters.
+        excess = c.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0] - self.max_dead_letters
+        if excess > 0:
+            c.execute("DELETE FROM dead_letters WHERE id IN"
+                      " (SELECT id FROM dead_letters ORDER BY id LIMIT ?)", (excess,))
+            self._bump(c, "dead_letters_dropped", excess)
+            log.error("ALARM dead letters full (max_dead_letters=%d): dropped the %d oldest",
+                      self.max_dead_letters, excess)
 
     def _sub_depth(self, n):
         with self._lock:

@@ -219,6 +219,12 @@ class Writer:
         return bool(self._thread and self._thread.is_alive())
 
     def _run(self) -> None:
+        ensure = getattr(self.sink, "ensure_database", None)
+        if ensure:
+            try:
+                ensure()          # at start, so the database exists before the first sample
+            except Retryable as e:
+                log.warning("cannot create the database yet (%s); will retry with the writes", e)
         while not self._stop.is_set():
             try:
                 rows = self.spool.fetch(self.cfg.sink.batch_size)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,7 +24,7 @@ from envbox.gateway import Gateway
 from test_gateway_e2e import (Publisher, assert_influx_exact, broker, build,  # noqa: F401
                               daemon_subscribed, influx, influx1_sink, influx_rows, make_cfg,
                               spool_written, start_daemon, topic, uid, write_toml)
-from envbox.servers import eventually
+from envbox.servers import eventually, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -175,14 +176,27 @@ def test_dead_letters_list_and_requeue_cli(tmp_path, broker, influx, uid):
         gw.stop()
 
 
+def answers(url):
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+    except urllib.error.HTTPError:
+        pass               # 503 is an answer too
+    except OSError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("round_", range(20))
 def test_sigkill_at_random_points(tmp_path, broker, influx, uid, round_):
-    """Kill the daemon at a random moment of a 2,000-sample stream (seeded per round, so a
-    failure names a reproducible kill point), restart it, expect every sample once."""
+    """Kill the daemon (mostly SIGKILL, sometimes a clean SIGTERM) at random moments of a
+    2,000-sample stream (seeded per round, so a failure names a reproducible schedule), restart
+    it each time, expect every sample once."""
     rnd = random.Random(round_)
+    http_port = free_port()
     cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid),
                    sink={"batch_size": rnd.choice([50, 500, 5000])},
-                   ingest={"commit_max_messages": rnd.choice([1, 20, 500])})
+                   ingest={"commit_max_messages": rnd.choice([1, 20, 500])},
+                   http={"listen": f"127.0.0.1:{http_port}"})
     conf = write_toml(tmp_path / "gw.toml", cfg)
     dev = f"z{uid}"
     n = 2000
@@ -203,8 +217,14 @@ def test_sigkill_at_random_points(tmp_path, broker, influx, uid, round_):
         kills = 0
         for _ in range(rnd.randint(1, 3)):
             time.sleep(rnd.uniform(0.0, 0.6))
-            proc.kill()
-            proc.wait()
+            sig = rnd.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM])
+            if sig == signal.SIGTERM:
+                # a clean stop is only promised once the daemon runs (it serves /healthz);
+                # before its first line of Python, SIGTERM's default action applies
+                eventually(lambda: answers(f"http://127.0.0.1:{http_port}/healthz"), 20)
+            proc.send_signal(sig)
+            rc = proc.wait(30)
+            assert rc == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
             kills += 1
             time.sleep(rnd.uniform(0.0, 0.3))
             proc = start_daemon(conf, log)

@@ -146,3 +146,12 @@ def test_requeue_moves_back_only_what_now_passes(tmp_path):
     assert moved == 1 and [k[1] for k in kept] == ["still malformed"]
     assert [r.payload for r in sp.fetch(10)] == [b"a:1"]
     assert sp.dead_letter_count() == 1
+
+
+def test_dead_letters_are_bounded_too(tmp_path):
+    sp = Spool(tmp_path / "s.db", max_dead_letters=3)
+    now = time.time()
+    sp.ingest([Rejected("t", f"malformed: {i}", bytes([i]), now) for i in range(5)])
+    assert [d["reason"] for d in sp.dead_letters()] == ["malformed: 2", "malformed: 3",
+                                                        "malformed: 4"]
+    assert sp.counters()["dead_letters_dropped"] == 2
