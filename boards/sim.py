@@ -235,7 +235,9 @@ class Board(BoardBase):
             return None
 
     def wdt_start(self, timeout_ms):
-        self._wdt_ms = timeout_ms
+        # virtual ms; at a high warp the host's (unwarped) scheduling hiccups would look like
+        # minutes of virtual time, so allow at least 2 s of wall time
+        self._wdt_ms = self._v(max(timeout_ms, int(2000 * self.warp)), 1 << 28)
         self._wdt_fed = self.ticks_ms()
 
     def wdt_feed(self):

@@ -459,19 +459,27 @@ class App:
             backoff = min(backoff * 2, b.backoff_max_ms)
 
     def _start_session(self):
-        """A new connection: what is unreleased is resent. The backlog is every journaled seq
-        below catchup_end (sent in batches, oldest first); from catchup_end on, samples go live."""
+        """A new connection: what is unreleased is resent. The newest journaled sample and every
+        later one go live (one message each, at once); the backlog, every unreleased seq below
+        catchup_end, goes in batches, oldest first, in the slots live samples leave free."""
         j = self.journal
         for i in range(len(self.if_used)):
             self.if_used[i] = 0
         self.pubacks_this_link = 0
-        self.catchup_end = j.next_seq
-        self.live.seek_end()
-        self.live_next = j.next_seq
-        self.backlog_active = j.released < j.next_seq
         self.backlog_next = j.released
-        if self.backlog_active:
-            self.backlog.seek_seq(j.released)
+        if j.released < j.next_seq:
+            # the newest sample goes first, live; the rest is the backlog
+            self.catchup_end = j.next_seq - 1
+            self.live.seek_seq(self.catchup_end)
+            self.live_next = self.catchup_end
+            self.backlog_active = j.released < self.catchup_end
+            if self.backlog_active:
+                self.backlog.seek_seq(j.released)
+        else:
+            self.catchup_end = j.next_seq
+            self.live.seek_end()
+            self.live_next = j.next_seq
+            self.backlog_active = False
 
     def _ntp(self):
         if self.clock.source == SOURCE_GNSS:
@@ -505,8 +513,8 @@ class App:
         s = self.bsample
         first = -1
         while e.count < self.board.batch_max_samples or first < 0:
-            if first >= 0 and not e.room():
-                break
+            if first >= 0 and (not e.room() or self.journal.next_seq > self.live_next):
+                break   # full, or a new sample is waiting: send this batch, the live one next
             n = rd.read(self.rbuf)
             if not n:
                 break
@@ -516,6 +524,9 @@ class App:
                 break
             if rd.seq < self.backlog_next:
                 continue    # below the release point (a mark's cursor, a dropped range)
+            if e.count & 7 == 7:
+                # let the sampler and io run: building a whole batch is tens of ms on a device
+                await asyncio.sleep_ms(0)
             wire.decode_into(s, self.rbuf, n)
             if first < 0:
                 first = rd.seq

@@ -12,6 +12,7 @@ from .compat import ticks_diff
 def status_json(app):
     """The health message (every minute, QoS 0, not retained: the retained value of the
     status topic stays `online`/`offline`)."""
+    before = gc.mem_alloc()      # live + garbage since the last collection: near the peak
     gc.collect()
     b = app.board
     j = app.journal
@@ -34,7 +35,8 @@ def status_json(app):
         "uptime_s": ticks_diff(b.ticks_ms(), app.start_ms) // 1000,
         "reset_cause": app.reset_cause,
         "heap_free_bytes": gc.mem_free(),
-        "heap_used_bytes": gc.mem_alloc(),
+        "heap_used_bytes": gc.mem_alloc(),          # live, after a collection
+        "heap_before_gc_bytes": before,
         "journal_depth": j.depth(),
         "journal_dropped": j.dropped + app.dropped_before,
         "journal_torn_tails": j.torn_tails,

@@ -194,6 +194,13 @@ def test_broker_down_30_virtual_minutes_every_sample_arrives(rig):
     got_t = {d["t_utc_s"] for d in by_seq.values()}
     missing = sorted(_truth_slots(sim) - got_t)
     assert not missing, f"{len(missing)} slots missing, first {missing[:5]}"
+    # after the outage the box sent its newest sample first (a single message), then the
+    # backlog oldest first: the message before the first batch is that newest sample
+    first_batch = next(i for i, d in enumerate(coll.samples) if d["_kind"] == wire.KIND_BATCH)
+    newest = coll.samples[first_batch - 1]
+    assert newest["_kind"] == wire.KIND_SAMPLE
+    assert newest["seq"] == max(d["seq"] for d in coll.samples[:first_batch])
+    assert newest["seq"] > max(d["seq"] for d in coll.samples if d["_kind"] == wire.KIND_BATCH)
     batches = [d for d in coll.samples if d["_kind"] == wire.KIND_BATCH]
     assert len({d["_msg"] for d in batches}) >= 2, "the backlog went out in batches"
     assert len(batches) >= 150, "about 30 minutes of samples came from the journal"
@@ -299,5 +306,10 @@ def test_24_virtual_hours_in_an_esp32_heap(rig):
     assert last[q // 2] <= first[q // 2] + 1024, (first[q // 2], last[q // 2])
     (tmp_path / "heap.json").write_text(json.dumps(used))
     by_seq = check_stream(coll.samples)
+    for seq, payload in read_journal(tmp_path / "flash" / "journal").items():
+        assert by_seq.get(seq) == wire.decode(payload), f"journaled seq {seq} differs"
+    # At warp 300 a grid slot is 33 ms of wall time: a host scheduling hiccup can make the
+    # sampler skip a slot, which it counts (late_slots). Every missing slot must be one of those.
     missing = sorted(_truth_slots(sim) - {d["t_utc_s"] for d in by_seq.values()})
-    assert not missing, f"{len(missing)} slots missing, first {missing[:5]}"
+    late = int(log.rsplit("late_slots=", 1)[1].split()[0])
+    assert len(missing) <= late, f"{len(missing)} slots missing, {late} counted late"
