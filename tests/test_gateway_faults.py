@@ -299,3 +299,51 @@ def test_hostile_payloads_never_stop_the_gateway(hostile_rig, msgs):
     assert delta["spooled"] + delta["duplicates"] + delta["malformed"] + delta["rejected"] == n
     assert after["callback_errors"] == 0 and after["spool_errors"] == 0
     assert gw.alive()
+
+
+def test_broker_credentials_and_no_secret_in_logs(tmp_path, influx, uid, caplog):
+    from envbox.servers import Mosquitto
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gw", "right-pass-42"], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(pw), "box", "box-pass"], check=True)
+    mq = Mosquitto(tmp_path / "mq", extra_conf=f"allow_anonymous false\npassword_file {pw}\n")
+    mq.start()
+    try:
+        bad = make_cfg(tmp_path, mq, uid, influx1_sink(influx, uid),
+                       mqtt={"username": "gw", "password": "wrong-pass-13"})
+        caplog.set_level("DEBUG")
+        gw = Gateway(bad).start()
+        try:
+            assert not gw.ingest.wait_subscribed(3)
+            assert not gw.health()["ok"]
+        finally:
+            gw.stop()
+        good = make_cfg(tmp_path, mq, uid, influx1_sink(influx, uid),
+                        mqtt={"username": "gw", "password": "right-pass-42"})
+        gw = Gateway(good).start()
+        try:
+            assert gw.ingest.wait_subscribed(10)
+            pub = Publisher.__new__(Publisher)
+            import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
+            pub.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"box-{uid}",
+                                protocol=mqtt.MQTTv5)
+            pub.c.username_pw_set("box", "box-pass")
+            pub.c.connect("127.0.0.1", mq.port)
+            pub.c.loop_start()
+            pub.infos = []
+            dev = f"u{uid}"
+            samples = build(dev, 10)
+            for p, _t, _e in samples:
+                pub.send(topic(uid, dev), p)
+            pub.wait()
+            eventually(lambda: gw.stats()["written"] == 10)
+            assert_influx_exact(influx, f"db{uid}", dev, samples)
+            pub.close()
+        finally:
+            gw.stop()
+        text = caplog.text
+        assert "gateway starting" in text
+        assert "right-pass-42" not in text and "wrong-pass-13" not in text
+    finally:
+        mq.stop()
