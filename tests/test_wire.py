@@ -8,7 +8,9 @@ from hypothesis import given, settings, strategies as st
 
 from envbox.firmware import wire
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "wire.json").read_text())["vectors"]
+ALL = json.loads((Path(__file__).parent / "vectors" / "wire.json").read_text())["vectors"]
+VECTORS = [v for v in ALL if v.get("kind") != "batch"]
+BATCHES = [v for v in ALL if v.get("kind") == "batch"]
 
 
 def _sample_from_decoded(d):
@@ -129,3 +131,73 @@ def test_corrupted_payloads_raise_only_wire_error(s, data):
 def test_encoding_is_much_smaller_than_naive_json():
     d = VECTORS[1]["decoded"]
     assert len(bytes.fromhex(VECTORS[1]["hex"])) * 3 < len(wire.naive_json(d))
+
+
+# ---------------------------------------------------------------- batches (KIND_BATCH)
+
+@pytest.mark.parametrize("v", [v for v in BATCHES if v["ok"]], ids=lambda v: v["name"])
+def test_batch_vectors_decode_to_their_singles_and_reencode(v):
+    singles = [bytes.fromhex(h) for h in v["singles"]]
+    assert wire.decode_many(bytes.fromhex(v["hex"])) == [wire.decode(x) for x in singles]
+    buf = bytearray(4096)
+    e = wire.BatchEncoder(buf, v["period_s"])
+    s = wire.Sample(b"")
+    for i, x in enumerate(singles):
+        s = _sample_from_decoded(wire.decode(x))
+        if i == 0:
+            e.begin(s)
+        assert e.add(s)
+    assert bytes(buf[:e.finish()]) == bytes.fromhex(v["hex"])
+
+
+@pytest.mark.parametrize("v", [v for v in BATCHES if not v["ok"]], ids=lambda v: v["name"])
+def test_bad_batch_vectors_raise_wire_error_with_reason(v):
+    with pytest.raises(wire.WireError, match=v["error"]):
+        wire.decode_many(bytes.fromhex(v["hex"]))
+
+
+def test_batch_header_layout():
+    # independent of the encoder: kind, device, seq0, t0, period and count where the layout says
+    v = next(v for v in BATCHES if v["ok"] and len(v["singles"]) > 1)
+    data = bytes.fromhex(v["hex"])
+    first = wire.decode(bytes.fromhex(v["singles"][0]))
+    assert data[0] == wire.KIND_BATCH and data[1] == 6 and data[2:8] == b"sj-001"
+    assert int.from_bytes(data[8:12], "big") == first["seq"]
+    assert int.from_bytes(data[12:16], "big") + wire.EPOCH_2020_UNIX_S == first["t_utc_s"]
+    assert data[16] == v["period_s"] and data[17] == len(v["singles"])
+
+
+def test_decode_many_of_a_single_is_a_list_of_one():
+    data = bytes.fromhex(VECTORS[1]["hex"])
+    assert wire.decode_many(data) == [wire.decode(data)]
+
+
+@settings(max_examples=200)
+@given(st.lists(samples(), min_size=1, max_size=20), st.integers(1, 255))
+def test_batch_round_trip(ss, period):
+    # one device per batch; keep each sample's fields, force strictly growing seq and time
+    dev = ss[0].device
+    seq = ss[0].seq % (2**32 - 1000)
+    t = ss[0].t_s2020 % (2**32 - 100000)
+    singles = []
+    buf = bytearray(len(ss) * (wire.MAX_SAMPLE_BYTES + 16) + 64)
+    e = wire.BatchEncoder(buf, period)
+    for i, s in enumerate(ss):
+        s.device = dev
+        s.seq, s.t_s2020 = seq, t
+        seq += 1 + (s.flags % 3)
+        t += period + (s.flags % 5) - 2 if i else period
+        if i == 0:
+            e.begin(s)
+        assert e.add(s)
+        singles.append(wire.encode(s))
+    assert wire.decode_many(bytes(buf[:e.finish()])) == [wire.decode(x) for x in singles]
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=400))
+def test_random_bytes_never_crash_decode_many(data):
+    try:
+        wire.decode_many(bytes([wire.KIND_BATCH]) + data)
+    except wire.WireError:
+        pass
