@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import gzip
 import logging
 import random
 import threading
@@ -116,6 +117,8 @@ class Influx1Sink:
             q["rp"] = cfg.retention_policy
         self.write_url = f"{self.base}/write?{urllib.parse.urlencode(q)}"
         self.headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if cfg.gzip:
+            self.headers["Content-Encoding"] = "gzip"
         if cfg.username:
             tok = base64.b64encode(f"{cfg.username}:{cfg.password}".encode()).decode()
             self.headers["Authorization"] = f"Basic {tok}"
@@ -125,6 +128,7 @@ class Influx1Sink:
         h = dict(self.headers)
         if ctype:
             h["Content-Type"] = ctype
+            h.pop("Content-Encoding", None)
         req = urllib.request.Request(url, data=body, headers=h, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as r:
@@ -149,6 +153,8 @@ class Influx1Sink:
     def write(self, points: list[Point]) -> None:
         self.ensure_database()
         body = "\n".join(p.to_line_protocol(WritePrecision.S) for p in points).encode()
+        if self.cfg.gzip:
+            body = gzip.compress(body, compresslevel=5)
         try:
             self._post(self.write_url, body)
         except Retryable as e:
@@ -167,7 +173,7 @@ class Influx2Sink:
         self.cfg = cfg
         # retries=False (the default): our loop retries, with the spool as the buffer.
         self.client = InfluxDBClient(url=cfg.url, token=cfg.token or None, org=cfg.org or "-",
-                                     timeout=int(cfg.timeout_s * 1000))
+                                     timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip)
         self.api = self.client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, points: list[Point]) -> None:

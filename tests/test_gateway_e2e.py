@@ -180,8 +180,9 @@ def vm_points(vm, device):
 
 # --- tests ------------------------------------------------------------------------------------
 
-def test_influx1_every_sample_once_with_box_time_and_values(tmp_path, broker, influx, uid):
-    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+@pytest.mark.parametrize("gzip", [False, True])
+def test_influx1_every_sample_once_with_box_time_and_values(tmp_path, broker, influx, uid, gzip):
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid), sink={"gzip": gzip})
     gw = Gateway(cfg).start()
     try:
         assert gw.ingest.wait_subscribed(10)
@@ -205,8 +206,9 @@ def test_influx1_every_sample_once_with_box_time_and_values(tmp_path, broker, in
         gw.stop()
 
 
-def test_influx2_sink_against_victoriametrics(tmp_path, broker, vm, uid):
-    cfg = make_cfg(tmp_path, broker, uid, vm_sink(vm))
+@pytest.mark.parametrize("gzip", [False, True])
+def test_influx2_sink_against_victoriametrics(tmp_path, broker, vm, uid, gzip):
+    cfg = make_cfg(tmp_path, broker, uid, vm_sink(vm), sink={"gzip": gzip})
     gw = Gateway(cfg).start()
     try:
         assert gw.ingest.wait_subscribed(10)
