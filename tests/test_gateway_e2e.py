@@ -495,3 +495,62 @@ def test_sigkill_while_samples_flow_loses_nothing(tmp_path, broker, influx, uid)
             proc.wait()
         pub.close()
         log.close()
+
+
+def test_influxdb_paused_writes_time_out_and_are_retried(tmp_path, broker, influx, uid):
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid),
+                   sink={"timeout_s": 1.0, "batch_size": 100})
+    gw = Gateway(cfg).start()
+    try:
+        assert gw.ingest.wait_subscribed(10)
+        dev = f"w{uid}"
+        samples = build(dev, 300)
+        pub = Publisher(broker, uid)
+        for p, _t, _e in samples[:100]:
+            pub.send(topic(uid, dev), p)
+        pub.wait()
+        eventually(lambda: gw.stats()["written"] == 100, 20)
+        influx.pause()                       # SIGSTOP: accepts connections, never answers
+        try:
+            for p, _t, _e in samples[100:]:
+                pub.send(topic(uid, dev), p)
+            pub.wait()
+            eventually(lambda: gw.stats()["retried"] >= 2, 20, what="time-outs retried")
+            assert gw.stats()["written"] == 100
+        finally:
+            influx.resume()
+        eventually(lambda: gw.stats()["written"] == 300, 30)
+        assert_influx_exact(influx, f"db{uid}", dev, samples)
+        pub.close()
+    finally:
+        gw.stop()
+
+
+def test_broker_restart_keeps_the_session(tmp_path, broker, influx, uid):
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+    gw = Gateway(cfg).start()
+    try:
+        assert gw.ingest.wait_subscribed(10)
+        dev = f"b{uid}"
+        samples = build(dev, 200)
+        pub = Publisher(broker, uid)
+        for p, _t, _e in samples[:100]:
+            pub.send(topic(uid, dev), p)
+        pub.wait()
+        pub.close()
+        eventually(lambda: gw.stats()["written"] == 100, 20)
+        broker.stop()                        # saves its persistence file
+        eventually(lambda: not gw.ingest.connected)
+        broker.start()
+        assert gw.ingest.wait_subscribed(15)
+        assert gw.ingest.session_present is True
+        assert gw.stats()["session_missing"] == 1          # only the very first connection
+        pub = Publisher(broker, uid, name="pub2")
+        for p, _t, _e in samples[100:]:
+            pub.send(topic(uid, dev), p)
+        pub.wait()
+        eventually(lambda: gw.stats()["written"] == 200, 20)
+        assert_influx_exact(influx, f"db{uid}", dev, samples)
+        pub.close()
+    finally:
+        gw.stop()
