@@ -347,3 +347,60 @@ def test_broker_credentials_and_no_secret_in_logs(tmp_path, influx, uid, caplog)
         assert "right-pass-42" not in text and "wrong-pass-13" not in text
     finally:
         mq.stop()
+
+
+def make_tls_files(d):
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl)."""
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=envbox test CA",
+         "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.crt"), "-CAkey",
+         str(d / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"),
+         "-out", str(d / "server.crt"))
+    return d / "ca.crt", d / "server.crt", d / "server.key"
+
+
+def test_tls_to_the_broker(tmp_path, influx, uid):
+    from envbox.servers import Mosquitto
+    ca, crt, key = make_tls_files(tmp_path)
+    # these lines follow the `listener` line, so they make that listener TLS-only
+    mq = Mosquitto(tmp_path / "mq", extra_conf=f"cafile {ca}\ncertfile {crt}\nkeyfile {key}\n")
+    mq.start()
+    try:
+        cfg = make_cfg(tmp_path, mq, uid, influx1_sink(influx, uid),
+                       mqtt={"tls": True, "tls_ca_file": str(ca)})
+        gw = Gateway(cfg).start()
+        try:
+            assert gw.ingest.wait_subscribed(10)
+            import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
+            pub = Publisher.__new__(Publisher)
+            pub.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"box-{uid}",
+                                protocol=mqtt.MQTTv5)
+            pub.c.tls_set(ca_certs=str(ca))
+            pub.c.connect("127.0.0.1", mq.port)
+            pub.c.loop_start()
+            pub.infos = []
+            dev = f"x{uid}"
+            samples = build(dev, 20)
+            for p, _t, _e in samples:
+                pub.send(topic(uid, dev), p)
+            pub.wait()
+            eventually(lambda: gw.stats()["written"] == 20)
+            assert_influx_exact(influx, f"db{uid}", dev, samples)
+            pub.close()
+        finally:
+            gw.stop()
+        # without TLS the same listener refuses us
+        plain = make_cfg(tmp_path, mq, uid + "p", influx1_sink(influx, uid))
+        gw = Gateway(plain).start()
+        try:
+            assert not gw.ingest.wait_subscribed(3)
+        finally:
+            gw.stop()
+    finally:
+        mq.stop()
