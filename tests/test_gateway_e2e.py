@@ -554,3 +554,29 @@ def test_broker_restart_keeps_the_session(tmp_path, broker, influx, uid):
         pub.close()
     finally:
         gw.stop()
+
+
+def test_shared_subscription_splits_the_fleet_between_two_gateways(tmp_path, broker, influx,
+                                                                   uid):
+    gws = []
+    try:
+        for k in range(2):
+            cfg = make_cfg(tmp_path, broker, f"{uid}{k}", influx1_sink(influx, uid),
+                           mqtt={"topic": f"t{uid}/v1/+/data", "shared_group": f"g{uid}"},
+                           spool={"path": str(tmp_path / f"spool{k}.sqlite3")})
+            gws.append(Gateway(cfg).start())
+            assert gws[-1].ingest.wait_subscribed(10)
+        dev = f"g{uid}"
+        samples = build(dev, 200)
+        pub = Publisher(broker, uid)
+        for p, _t, _e in samples:
+            pub.send(topic(uid, dev), p)
+        pub.wait()
+        eventually(lambda: sum(g.stats()["written"] for g in gws) == 200, 20)
+        assert all(g.stats()["received"] > 0 for g in gws)         # both took a share
+        assert sum(g.stats()["received"] for g in gws) == 200      # nobody got a copy
+        assert_influx_exact(influx, f"db{uid}", dev, samples)
+        pub.close()
+    finally:
+        for g in gws:
+            g.stop()

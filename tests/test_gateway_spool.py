@@ -155,3 +155,76 @@ def test_dead_letters_are_bounded_too(tmp_path):
     assert [d["reason"] for d in sp.dead_letters()] == ["malformed: 2", "malformed: 3",
                                                         "malformed: 4"]
     assert sp.counters()["dead_letters_dropped"] == 2
+
+
+# --- a model-based test: the spool against a plain-Python model, with "crashes" (reopen) ----------
+
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule  # noqa: E402
+
+
+class SpoolModel(RuleBasedStateMachine):
+    """Random interleavings of ingest groups (with redeliveries), writer rounds (written or
+    refused), and reopening the file (what a restart after SIGKILL sees). The model: a dict of
+    rows waiting, a set of seqs seen per device, counts written and dead-lettered."""
+
+    @initialize()
+    def setup(self):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="spool-model-")
+        self.path = f"{self.dir}/s.db"
+        self.sp = Spool(self.path)
+        self.waiting = {}          # (device, seq, t) -> payload, in arrival order
+        self.seen = {}             # device -> set of seqs
+        self.written = {}
+        self.dead = 0
+
+    @rule(group=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 30)),
+                         min_size=1, max_size=12))
+    def ingest(self, group):
+        items = [acc(d, s) for d, s in group]
+        self.sp.ingest(items)
+        for it in items:
+            self.seen.setdefault(it.device, set()).add(it.seq)
+            self.waiting.setdefault((it.device, it.seq, it.t_utc_s), it.payload)
+
+    @rule(n=st.integers(1, 10), refuse=st.booleans())
+    def writer_round(self, n, refuse):
+        rows = self.sp.fetch(n)
+        expected = list(self.waiting)[:n]
+        assert [(r.device, r.seq, r.t_utc_s) for r in rows] == expected   # oldest first
+        if refuse:
+            self.sp.dead_letter_rows(rows, "refused", "400")
+            self.dead += len(rows)
+        else:
+            self.sp.delete_written(rows)
+            for r in rows:
+                self.written[r.device] = self.written.get(r.device, 0) + 1
+        for k in expected:
+            del self.waiting[k]
+
+    @rule()
+    def restart(self):
+        self.sp.close()
+        self.sp = Spool(self.path)
+
+    @invariant()
+    def agrees_with_model(self):
+        assert self.sp.depth == len(self.waiting) == self.sp.count_rows()
+        status = {d["device"]: d for d in self.sp.device_status()}
+        assert set(status) == set(self.seen)
+        for dev, seqs in self.seen.items():
+            d = status[dev]
+            assert d["received"] == len(seqs)
+            assert d["expected"] == max(seqs) - min(seqs) + 1
+            assert d["written"] == self.written.get(dev, 0)
+        assert self.sp.dead_letter_count() == self.dead
+
+    def teardown(self):
+        import shutil
+        if hasattr(self, "sp"):
+            self.sp.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SpoolModel.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+test_spool_against_model = SpoolModel.TestCase
