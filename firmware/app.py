@@ -559,7 +559,7 @@ class App:
         last_status = b.ticks_ms() - _STATUS_PERIOD_MS + 1000
         ka_ms = b.keepalive_s * 1000
         acked_before = self.pubacks
-        marked = False
+        mark_due = self.backlog_active
         while True:
             if reader.done():
                 raise OSError("reader ended")
@@ -579,12 +579,12 @@ class App:
                 if slot >= 0 and await self._publish_batch(c, slot):
                     sent = True
                     last_tx = b.wall_ms()
-            elif not marked and self.journal.depth() == 0:
-                # catch-up complete: persist the cursor now rather than with the next sample
+            elif mark_due and self.journal.depth() == 0:
+                # a catch-up is complete: persist the cursor now rather than with the next
+                # sample (one 12-byte record per catch-up; live samples need none, the next
+                # append carries the cursor)
                 self.journal.mark()
-                marked = True
-            if self.journal.depth():
-                marked = False
+                mark_due = False
             if self.cfg_msgs:
                 await asyncio.wait_for_ms(c.publish(self.topic_status, self.cfg_msgs.pop(0),
                                                     0, qos=0), b.io_timeout_ms)
