@@ -459,6 +459,14 @@ def decode_many(data):
     return _d(data)
 
 
+def singles(data):
+    """Split a payload into KIND_SAMPLE payloads, one per sample: a batch into the bytes each of
+    its samples has when sent singly; anything else (a single, or malformed bytes) as [data].
+    Never raises (the gateway then runs decode() on each, as before)."""
+    from .wiredecode import singles as _s
+    return _s(data)
+
+
 def naive_json(d):
     """The baseline a first prototype would send: JSON with full key names (for benchmarks)."""
     from .wiredecode import naive_json as _n

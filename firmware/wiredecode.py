@@ -113,7 +113,7 @@ def _get_u8(data, p, end, what):
 _PACK_ERRORS = (ValueError, OverflowError, getattr(struct, "error", ValueError))
 
 
-def _decode_batch(data):
+def _decode_batch(data, _raw=False):
     end = len(data)
     n = data[1] if end > 1 else 0
     if n < 1 or n > MAX_DEVICE_ID:
@@ -210,7 +210,7 @@ def _decode_batch(data):
             if isinstance(e, WireError):
                 raise
             raise WireError("batch sample out of range: %s" % e)
-        out.append(decode(one))
+        out.append(decode(one) if not _raw else one)
     if p != end:
         raise WireError("%d trailing bytes" % (end - p))
     return out
@@ -237,3 +237,17 @@ def naive_json(d):
     obj["channels"] = {k: {"value": c["value"], "status": c["status"]}
                        for k, c in d["channels"].items()}
     return json.dumps(obj)
+
+
+def singles(data):
+    """The KIND_SAMPLE payloads a batch stands for (the bytes the box would have sent one by one,
+    so a consumer that stores payloads per sample can keep doing so). Anything that is not a
+    well-formed batch comes back unchanged as [data]: the caller's decode() then accepts it or
+    rejects it with its reason. Never raises."""
+    data = bytes(data)
+    if len(data) >= 1 and data[0] == KIND_BATCH:
+        try:
+            return _decode_batch(data, True)
+        except WireError:
+            pass
+    return [data]

@@ -201,3 +201,17 @@ def test_random_bytes_never_crash_decode_many(data):
         wire.decode_many(bytes([wire.KIND_BATCH]) + data)
     except wire.WireError:
         pass
+
+
+@pytest.mark.parametrize("v", BATCHES, ids=lambda v: v["name"])
+def test_singles_splits_a_batch_into_the_single_payloads(v):
+    data = bytes.fromhex(v["hex"])
+    if v["ok"]:
+        assert wire.singles(data) == [bytes.fromhex(h) for h in v["singles"]]
+    else:
+        assert wire.singles(data) == [data]   # decode() then rejects it with its reason
+
+
+def test_singles_of_a_single_is_itself():
+    data = bytes.fromhex(VECTORS[1]["hex"])
+    assert wire.singles(data) == [data]
