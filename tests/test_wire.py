@@ -178,7 +178,7 @@ def test_batch_round_trip(ss, period):
     # one device per batch; keep each sample's fields, force strictly growing seq and time
     dev = ss[0].device
     seq = ss[0].seq % (2**32 - 1000)
-    t = ss[0].t_s2020 % (2**32 - 100000)
+    t = 1000 + ss[0].t_s2020 % (2**32 - 100000)
     singles = []
     buf = bytearray(len(ss) * (wire.MAX_SAMPLE_BYTES + 16) + 64)
     e = wire.BatchEncoder(buf, period)
