@@ -139,7 +139,8 @@ def cmd_status(cfg, as_json: bool) -> int:
     c = out["counters"]
     print(f"written {c.get('written', 0)}, dropped oldest {c.get('dropped_oldest', 0)}, "
           f"dead-lettered at ingest {c.get('dead_lettered_ingest', 0)}, "
-          f"by the database {c.get('dead_lettered_sink', 0)}")
+          f"by the database {c.get('dead_lettered_sink', 0)}, "
+          f"dead letters dropped {c.get('dead_letters_dropped', 0)}")
     hdr = ("device", "expected", "received", "missing", "dead", "spooled", "written", "dups",
            "last sample", "missing seq ranges")
     rows = [hdr] + [(d["device"], d["expected"], d["received"], d["missing"], d["dead_lettered"],

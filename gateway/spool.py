@@ -304,12 +304,14 @@ class Spool:
         for r in rows:
             per_dev[r.device] = per_dev.get(r.device, 0) + 1
         with self._tx():
+            before = c.total_changes
             c.executemany("DELETE FROM samples WHERE id=?", [(r.id,) for r in rows])
-            n = c.execute("SELECT changes()").fetchone()[0]
+            # fewer than len(rows) if drop-oldest removed some while they were being written
+            n = c.total_changes - before
             c.executemany("UPDATE devices SET written = written + ? WHERE device = ?",
                           [(k_n, d) for d, k_n in per_dev.items()])
             self._bump(c, "written", len(rows))
-        self._sub_depth(len(rows))
+        self._sub_depth(n)
         return n
 
     def dead_letter_rows(self, rows: list[Row], reason: str, server_answer: str) -> None:
@@ -321,10 +323,12 @@ class Spool:
                 "INSERT INTO dead_letters (created_at, source, topic, device, seq, t_utc_s, reason,"
                 " payload, server_answer) VALUES (?, 'sink', NULL, ?,?,?,?,?,?)",
                 [(now, r.device, r.seq, r.t_utc_s, reason, r.payload, server_answer) for r in rows])
+            before = c.total_changes
             c.executemany("DELETE FROM samples WHERE id=?", [(r.id,) for r in rows])
+            n = c.total_changes - before
             self._bump(c, "dead_lettered_sink", len(rows))
             self._bound_dead_letters(c)
-        self._sub_depth(len(rows))
+        self._sub_depth(n)
 
     def _bound_dead_letters(self, c) -> None:
         # A flood of garbage must not fill the disk: keep the newest max_dead_letters.

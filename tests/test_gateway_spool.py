@@ -228,3 +228,12 @@ class SpoolModel(RuleBasedStateMachine):
 
 SpoolModel.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
 test_spool_against_model = SpoolModel.TestCase
+
+
+def test_depth_stays_right_when_drop_oldest_races_the_writer(tmp_path):
+    sp = Spool(tmp_path / "s.db", max_rows=4)
+    sp.ingest([acc("a", s) for s in range(4)])
+    in_flight = sp.fetch(2)                       # the writer took seq 0, 1 ...
+    sp.ingest([acc("a", s) for s in range(4, 6)])  # ... and the bound drops them meanwhile
+    assert sp.delete_written(in_flight) == 0
+    assert sp.depth == sp.count_rows() == 4
