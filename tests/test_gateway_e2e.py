@@ -580,3 +580,26 @@ def test_shared_subscription_splits_the_fleet_between_two_gateways(tmp_path, bro
     finally:
         for g in gws:
             g.stop()
+
+
+def test_lost_broker_session_is_counted_and_logged(tmp_path, broker, influx, uid, caplog):
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+    gw = Gateway(cfg).start()
+    assert gw.ingest.wait_subscribed(10)
+    gw.stop()
+    # the broker comes back without its persistence file (a new SD card, a wiped /var/lib)
+    broker.stop()
+    fresh = Mosquitto(tmp_path / "mosquitto-fresh", port=broker.port).start()
+    try:
+        caplog.set_level("WARNING", logger="envbox.gateway.ingest")
+        gw = Gateway(cfg).start()
+        try:
+            assert gw.ingest.wait_subscribed(10)
+            assert gw.ingest.session_present is False
+            assert gw.stats()["session_missing"] == 1
+            assert "the broker had no session" in caplog.text
+        finally:
+            gw.stop()
+    finally:
+        fresh.stop()
+        broker.start()      # for the fixture's teardown
