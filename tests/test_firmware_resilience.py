@@ -246,6 +246,9 @@ def test_sigkill_20_times_nothing_journaled_is_lost(rig):
     assert state["boot"] == boots + 1
     resets = [s["reset_cause"] for s in coll.status if "reset_cause" in s]
     assert "power_loss_or_crash" in resets
+    # the retained status: `online` on every connect, the will `offline` after every kill
+    assert coll.status_raw.count(b"online") >= 10   # (a kill can come before the connect)
+    assert b"offline" in coll.status_raw
 
 
 def test_broker_that_never_connacks_then_drops_after_every_publish(rig):
