@@ -316,3 +316,22 @@ def test_24_virtual_hours_in_an_esp32_heap(rig):
     missing = sorted(_truth_slots(sim) - {d["t_utc_s"] for d in by_seq.values()})
     late = int(log.rsplit("late_slots=", 1)[1].split()[0])
     assert len(missing) <= late, f"{len(missing)} slots missing, {late} counted late"
+
+
+def test_stalled_broker_never_delays_sampling(rig):
+    """SIGSTOPped mosquitto: TCP stays up in the kernel, nothing is read or answered, socket
+    buffers fill and writes stall. The sampler must not notice."""
+    tmp_path, made = rig
+    broker, coll, sim, mpy = _setup(tmp_path, made, minutes=30)
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy)
+    servers.eventually(lambda: _virtual_now(sim) >= 5 * 60, 60, what="minute 5")
+    broker.pause()
+    try:
+        servers.eventually(lambda: _virtual_now(sim) >= 20 * 60, 60, what="minute 20")
+    finally:
+        broker.resume()
+    _wait_exit(fw, tmp_path, 120)
+    by_seq = check_stream(coll.samples)
+    missing = sorted(_truth_slots(sim) - {d["t_utc_s"] for d in by_seq.values()})
+    assert not missing, f"{len(missing)} slots missing, first {missing[:5]}"
+    assert "late_slots=0" in _log_tail(tmp_path), "the sampler was never held up"
