@@ -9,7 +9,9 @@
 # 127.0.0.1:1883), ENVBOX_DEVICE (overrides sim.json's device id), ENVBOX_STATE_DIR (the box's
 # flash: journal, state.json, config.json; default sim.json's "state_dir", else ./envbox-state in
 # the working directory, so a restarted firmware finds its journal), ENVBOX_JOURNAL_SEGS and
-# ENVBOX_JOURNAL_SEG_BYTES (journal capacity, for tests of a full journal).
+# ENVBOX_JOURNAL_SEG_BYTES (journal capacity, for tests of a full journal), ENVBOX_MQTT_USER and
+# ENVBOX_MQTT_PASSWORD (broker login), ENVBOX_MQTT_TLS_CA (PEM file: connect with TLS and verify
+# the broker against it).
 #
 # No NTP (ntp_s2020 returns None: the simulator's GNSS is the time source). The watchdog is
 # emulated on the virtual clock: the io loop checks it, and on expiry the board writes
@@ -157,6 +159,21 @@ class Board(BoardBase):
         host, _, port = broker.rpartition(":")
         self.broker_host = host or "127.0.0.1"
         self.broker_port = int(port)
+        ca = os.getenv("ENVBOX_MQTT_TLS_CA")
+        if ca:
+            # TLS to the broker, verifying its certificate against this CA (PEM file)
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            with open(ca, "rb") as f:
+                pem = f.read()
+            if pem.startswith(b"-----"):
+                # this port's ssl takes DER only: the base64 between the BEGIN/END lines
+                import binascii
+                body = b"".join(ln for ln in pem.split(b"\n") if ln and not ln.startswith(b"-"))
+                pem = binascii.a2b_base64(body)
+            ctx.load_verify_locations(cadata=pem)
+            self.mqtt_ssl = ctx
         user = os.getenv("ENVBOX_MQTT_USER")
         if user:
             # the broker's ACL lets a box publish only under its own id (config/mosquitto.acl)

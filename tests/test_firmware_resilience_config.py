@@ -121,3 +121,57 @@ def test_samples_before_the_first_fix_are_held_then_stamped_never_1970(rig):
     assert all(d["t_utc_s"] < start + 180 + 10 for d in held)
     steps = [b - a for a, b in zip(ts[:len(held)], ts[1:len(held)])]
     assert all(9 <= s <= 11 for s in steps), steps   # one period of the tick counter apart
+
+
+def _make_certs(d):
+    """A CA and a server certificate for 127.0.0.1 (IP and DNS SAN), with openssl."""
+    import subprocess
+    d.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, cwd=d)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=envbox-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+def test_tls_to_the_broker(rig):
+    """The box connects with TLS (certificate verified against the CA) and delivers every sample.
+    mbedTLS takes its buffers from the MicroPython heap on the Unix port: 256 KB here."""
+    tmp_path, made = rig
+    ca, cert, key = _make_certs(tmp_path / "pki")
+    tls_port = servers.free_port()
+    broker = servers.Mosquitto(tmp_path / "mosquitto", extra_conf=(
+        f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n")).start()
+    made["servers"].append(broker)
+    coll = Collector(broker.port, "collector-tls")          # plain listener, same broker
+    made["closers"].append(coll.stop)
+    sim = Simulation(tmp_path / "sim", device=DEVICE, minutes=5, warp=60, seed=4)
+    sim.start()
+    made["sims"].append(sim)
+    from envbox import mpybuild
+    fw = _firmware(tmp_path, made, sim, tls_port, mpybuild.build(tmp_path / "mpy"), heap="256k",
+                   env={"ENVBOX_MQTT_TLS_CA": str(ca)})
+    _wait_exit(fw, tmp_path, 120)
+    by_seq = check_stream(coll.samples)
+    taken = int(_log_tail(tmp_path).rsplit("done: samples=", 1)[1].split()[0])
+    assert taken >= 20 and sorted(by_seq) == list(range(taken)), _log_tail(tmp_path)
+    assert "mqtt link lost" not in _log_tail(tmp_path)
+    # and a broker whose certificate the CA did not sign is refused
+    other_ca, _c, _k = _make_certs(tmp_path / "pki-other")
+    (tmp_path / "flash2").mkdir()
+    sim2 = Simulation(tmp_path / "sim2", device=DEVICE, minutes=2, warp=60, seed=4)
+    sim2.start()
+    made["sims"].append(sim2)
+    n = len(coll.samples)
+    fw2 = _firmware(tmp_path, made, sim2, tls_port, mpybuild.build(tmp_path / "mpy"),
+                    heap="256k", env={"ENVBOX_MQTT_TLS_CA": str(other_ca),
+                                      "ENVBOX_STATE_DIR": str(tmp_path / "flash2")})
+    servers.eventually(lambda: "mqtt link lost" in _log_tail(tmp_path), 30,
+                       what="the untrusted broker refused")
+    fw2.kill()
+    fw2.wait()
+    assert len(coll.samples) == n
