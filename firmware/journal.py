@@ -221,6 +221,8 @@ class Journal:
         self.torn_tails = 0        # segments whose tail was unreadable
         self.bytes_written = 0
         self.rotations = 0
+        self.write_errors = 0
+        self._broken = False
         self._torn_seen = {}
         self._first_seq_cache = {}
 
@@ -340,8 +342,11 @@ class Journal:
         self._write(None, 0, self.next_seq)
 
     def _write(self, buf, n, seq):
-        if self.cur_off and self.cur_off + REC_OVERHEAD + n > self.seg_bytes:
+        if self._broken or (self.cur_off and self.cur_off + REC_OVERHEAD + n > self.seg_bytes):
+            # a failed write may have left part of a record: never append behind it
+            self._broken = True
             self._rotate()
+            self._broken = False
         h = self._h
         h[0] = MAGIC
         h[1] = n
@@ -353,16 +358,24 @@ class Journal:
         c[0] = crc & 0xFF
         c[1] = crc >> 8
         f = self._f
-        f.write(h)
-        if n:
-            f.write(buf, n)
-        f.write(c)
-        f.flush()      # one record = one durable step (littlefs commits on flush/sync)
+        try:
+            f.write(h)
+            if n:
+                f.write(buf, n)
+            f.write(c)
+            f.flush()      # one record = one durable step (littlefs commits on flush/sync)
+        except OSError:
+            self._broken = True     # flash full or failing: the caller counts it
+            self.write_errors += 1
+            raise
         self.cur_off += REC_OVERHEAD + n
         self.bytes_written += REC_OVERHEAD + n
 
     def _rotate(self):
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:
+            pass
         self.cur_seg += 1
         self.cur_off = 0
         self.rotations += 1

@@ -40,6 +40,7 @@ def status_json(app):
         "journal_depth": j.depth(),
         "journal_dropped": j.dropped + app.dropped_before,
         "journal_torn_tails": j.torn_tails,
+        "journal_write_errors": j.write_errors,
         "journal_bytes_written": j.bytes_written,
         "journal_segments": j.cur_seg - j.first_seg + 1,
         "held_before_clock": app.held,

@@ -213,6 +213,50 @@ def test_append_allocates_nothing():
     _rm(d)
 
 
+class _FailingFile:
+    """Writes the first k bytes of a record, then fails like a full flash."""
+
+    def __init__(self, f, k):
+        self.f = f
+        self.k = k
+
+    def write(self, b, n=None):
+        n = len(b) if n is None else n
+        if self.k <= 0:
+            raise OSError(28)   # ENOSPC
+        take = n if n < self.k else self.k
+        self.f.write(b, take)
+        self.k -= take
+        if take < n:
+            raise OSError(28)
+        return take
+
+    def flush(self):
+        self.f.flush()
+
+    def close(self):
+        self.f.close()
+
+
+def test_a_failed_write_never_leaves_good_records_behind_garbage():
+    d = _dir()
+    j = J.Journal(d, seg_bytes=100000, max_segs=8).open()
+    for i in range(3):
+        j.append(_payload(i), 40)
+    j._f = _FailingFile(j._f, 17)          # part of the next record reaches the flash
+    mptest.raises(OSError, j.append, _payload(3), 40)
+    mptest.eq(j.write_errors, 1)
+    for i in range(3, 6):                   # the flash works again
+        j.append(_payload(i), 40)
+    j.close()
+    j = J.Journal(d, seg_bytes=100000, max_segs=8).open()
+    got = _read_all(j)
+    mptest.eq([s for s, _ in got], [0, 1, 2, 3, 4, 5])
+    mptest.eq(got[3][1], bytes(_payload(3)))
+    j.close()
+    _rm(d)
+
+
 def test_crc16_known_answer():
     # CRC-16/CCITT-FALSE check value of "123456789" (the catalogue's check)
     mptest.eq(J.crc16(b"123456789", 0, 9), 0x29B1)
