@@ -238,6 +238,14 @@ class Board(BoardBase):
     def log(self, msg):
         print("[%s %d] %s" % (NAME, self.ticks_ms() // 1000, msg))
 
+    def ntp_s2020(self):
+        # no NTP on the sim board: the simulator's GNSS is the only time source (and the tests
+        # must never reach outside 127.0.0.0/8)
+        return None
+
+    def set_rtc(self, t_s2020):
+        pass        # the virtual clock is the simulator's
+
     # ---- emulated reset cause and watchdog (virtual time)
     def _cause_path(self):
         return self.state_dir + "/reset_cause"

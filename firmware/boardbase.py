@@ -20,6 +20,7 @@ class BoardBase:
     backoff_max_ms = 60000
     max_inflight = 20             # QoS 1 messages awaiting PUBACK at once (one kept for live)
     io_timeout_ms = 10000         # bound on any single socket write (a stalled link raises)
+    ntp_timeout_s = 1             # NTP (only while GNSS has not set the clock) blocks this long
 
     # sampling
     period_s = 10
@@ -75,12 +76,33 @@ class BoardBase:
     def wdt_check(self):
         """Called by the io loop; only an emulated watchdog needs it."""
 
+    @staticmethod
+    def _epoch_to_2020_s():
+        # seconds from the port's time epoch (1970, or 2000 on older ESP32 builds) to 2020
+        return 1577836800 if time.gmtime(0)[0] == 1970 else 631152000
+
     def set_rtc(self, t_s2020):
-        """Set the board's RTC (machine.RTC().datetime(...)) from a GNSS fix or NTP."""
+        """Set the board's RTC from a GNSS fix or NTP (machine.RTC where there is one)."""
+        try:
+            import machine
+            tm = time.gmtime(t_s2020 + self._epoch_to_2020_s())
+            machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6] + 1, tm[3], tm[4], tm[5], 0))
+        except Exception:  # noqa: BLE001 - no RTC on this port: the tick-based clock suffices
+            pass
 
     def ntp_s2020(self):
-        """UTC seconds since 2020 from NTP when online (ntptime), or None."""
-        return None
+        """UTC seconds since 2020 from NTP (micropython-lib ntptime), or None. It blocks for up
+        to ntp_timeout_s, so the app calls it only on connect and only while GNSS has not set
+        the clock."""
+        try:
+            import ntptime
+        except ImportError:
+            return None
+        try:
+            ntptime.timeout = self.ntp_timeout_s
+            return ntptime.time() - self._epoch_to_2020_s()
+        except Exception:  # noqa: BLE001 - no answer: try again on the next connect
+            return None
 
     def rssi_dbm(self):
         """Signal strength of the uplink (WLAN.status('rssi'), modem CSQ), or None."""
