@@ -77,6 +77,50 @@ def check_message(topic: str, payload: bytes, device_index: int, now: float,
     return Accepted(dev, seq, t, payload, received_at, topic)
 
 
+_KIND_BATCH = bytes([wire.KIND_BATCH])
+
+
+def check_payload(topic: str, payload: bytes, device_index: int, now: float,
+                  max_future_s: float, received_at: float | None = None
+                  ) -> list[Accepted | Rejected]:
+    """Decode and validate one message of either payload kind into one verdict per sample.
+    Never raises.
+
+    KIND_SAMPLE: [check_message(...)]. KIND_BATCH (a box's catch-up): the batch is split into
+    the single-sample payloads it stands for (wire.singles: the bytes the box would have sent one
+    by one), and each is checked like a live sample, so the spool stores, writes and requeues
+    batched samples exactly like live ones. A bad sample inside a good batch (time implausible,
+    device not the topic's) becomes a Rejected of its own, its single payload as the dead
+    letter, the reason prefixed with "batch sample i/n: "; the other samples are accepted. A batch
+    that does not decode as a whole is one Rejected with the batch bytes ("malformed: batch: ...").
+    """
+    payload = bytes(payload)
+    if payload[:1] != _KIND_BATCH:
+        return [check_message(topic, payload, device_index, now, max_future_s, received_at)]
+    received_at = now if received_at is None else received_at
+    parts = wire.singles(payload)
+    if len(parts) == 1 and parts[0] is payload:
+        # singles() hands back malformed batches unchanged; decode_many says what is wrong.
+        levels = topic.split("/")
+        topic_dev = levels[device_index] if len(levels) > device_index else None
+        try:
+            wire.decode_many(payload)
+            reason = "malformed: batch: not split by wire.singles"   # a decoder disagreement
+        except wire.WireError as e:
+            reason = f"malformed: batch: {e}"
+        except Exception as e:  # noqa: BLE001 - a decoder bug must dead-letter, not kill ingest
+            reason = f"malformed: batch: decoder raised {type(e).__name__}: {e}"
+        return [Rejected(topic, reason, payload, received_at, device=topic_dev)]
+    n = len(parts)
+    out = []
+    for i, single in enumerate(parts):
+        v = check_message(topic, single, device_index, now, max_future_s, received_at)
+        if isinstance(v, Rejected):
+            v.reason = f"batch sample {i + 1}/{n}: {v.reason}"
+        out.append(v)
+    return out
+
+
 class Ingest:
     def __init__(self, cfg: Config, spool: Spool, counters: Counters):
         self.cfg = cfg
@@ -269,8 +313,16 @@ class Ingest:
         ing = self.cfg.ingest
         idx = self.cfg.mqtt.device_index()
         now = time.time()
-        items = [check_message(topic, payload, idx, now, ing.max_future_s, rx)
-                 for (_g, _mid, _qos, topic, payload, rx) in group]
+        # One message may carry many samples (a KIND_BATCH catch-up); all of them go into this
+        # group's one transaction, so a message is acknowledged only after every one of its
+        # samples (or its dead letter) is committed.
+        items = []
+        batches = 0
+        for (_g, _mid, _qos, topic, payload, rx) in group:
+            verdicts = check_payload(topic, payload, idx, now, ing.max_future_s, rx)
+            if payload[:1] == _KIND_BATCH:
+                batches += 1
+            items.extend(verdicts)
         delay = 0.1
         while True:
             try:
@@ -289,6 +341,9 @@ class Ingest:
         self.last_commit_s = time.time()
         c = self.counters
         c.add("received", len(group))
+        c.add("received_batches", batches)
+        c.add("received_samples", sum(1 for it in items if not (
+            isinstance(it, Rejected) and it.reason.startswith("malformed:"))))
         c.add("spooled", res.spooled)
         c.add("duplicates", res.duplicates)
         c.add("dropped_oldest", res.dropped_oldest)

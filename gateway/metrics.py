@@ -12,13 +12,15 @@ log = logging.getLogger("envbox.gateway.metrics")
 # name -> help text. Counters only grow within one process's life.
 COUNTERS = {
     "received": "MQTT messages received (including broker redeliveries)",
+    "received_batches": "received messages that were KIND_BATCH (a box's catch-up, many samples)",
+    "received_samples": "samples carried by the received messages that decoded",
     "spooled": "samples newly stored in the spool",
-    "duplicates": "messages whose device+seq had already been received (redeliveries)",
+    "duplicates": "samples whose device+seq had already been received (redeliveries)",
     "acked": "messages acknowledged to the broker after their spool commit",
     "ack_skipped": "messages not acknowledged because the connection they came on was gone",
     "malformed": "messages whose payload did not decode (dead-lettered)",
-    "rejected": "decoded messages refused by validation: wrong device, bad time (dead-lettered)",
-    "dead_lettered": "messages and rows moved to the dead letters (ingest and sink)",
+    "rejected": "decoded samples refused by validation: wrong device, bad time (dead-lettered)",
+    "dead_lettered": "malformed messages, rejected samples and refused rows moved to the dead letters",
     "dead_lettered_sink": "rows the database refused with a 4xx, moved to the dead letters",
     "written": "samples the database acknowledged with 2xx",
     "write_requests": "write requests sent to the database",
