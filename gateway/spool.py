@@ -292,10 +292,12 @@ class Spool:
 
     # --- writer -----------------------------------------------------------------------------
 
-    def fetch(self, limit: int) -> list[Row]:
-        """Up to `limit` rows, oldest first."""
+    def fetch(self, limit: int, after_id: int = 0) -> list[Row]:
+        """Up to `limit` rows with an id above `after_id`, oldest first (the writer passes the
+        last id it has in flight, to prepare the next write while one is on the way)."""
         return [Row(*r) for r in self.conn().execute(
-            "SELECT id, device, seq, t_utc_s, payload FROM samples ORDER BY id LIMIT ?", (limit,))]
+            "SELECT id, device, seq, t_utc_s, payload FROM samples WHERE id > ? ORDER BY id"
+            " LIMIT ?", (after_id, limit))]
 
     def delete_written(self, rows: list[Row]) -> int:
         """The server answered 2xx for `rows`: remove them and count them as written."""

@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write import point as _lp   # its line-protocol escaping
@@ -350,34 +351,79 @@ class Writer:
                 ensure()          # at start, so the database exists before the first sample
             except Retryable as e:
                 log.warning("cannot create the database yet (%s); will retry with the writes", e)
-        while not self._stop.is_set():
-            try:
-                rows = self.spool.fetch(self.cfg.sink.batch_size)
-            except Exception:  # noqa: BLE001 - e.g. a locked or broken spool: try again
-                log.exception("reading the spool")
-                self._stop.wait(1.0)
-                continue
-            if not rows:
-                self._stop.wait(self.cfg.sink.idle_poll_s)
-                continue
-            try:
-                self.write_rows(rows)
-            except Exception:  # noqa: BLE001 - keep the writer alive; rows stay in the spool
-                log.exception("writer round failed")
-                self._stop.wait(1.0)
+        # Two stages: this thread reads the next rows and builds their lines while the `post`
+        # thread has the previous write on the way (InfluxDB works on it meanwhile, and the
+        # socket wait releases the GIL). Never more than one write in flight, so the order of
+        # writes, retries and bisections is as before; rows leave the spool only on a 2xx.
+        # Profiled drain: building lines and InfluxDB's own work each took about half of the
+        # time per batch, one after the other; overlapped, the drain rate rose by about half.
+        post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gw-writer-post")
+        inflight = None          # Future of the write on the way
+        after_id = 0             # every row up to this id is written or in flight
+        try:
+            while not self._stop.is_set():
+                try:
+                    rows = self.spool.fetch(self.cfg.sink.batch_size, after_id)
+                except Exception:  # noqa: BLE001 - e.g. a locked or broken spool: try again
+                    log.exception("reading the spool")
+                    self._stop.wait(1.0)
+                    continue
+                if not rows:
+                    if inflight is not None:
+                        if not self._finish(inflight):
+                            after_id = 0
+                        inflight = None
+                        continue
+                    after_id = 0     # rows requeued below our mark are taken up again
+                    self._stop.wait(self.cfg.sink.idle_poll_s)
+                    continue
+                try:
+                    good, lines = self.prepare(rows)
+                except Exception:  # noqa: BLE001 - keep the writer alive; rows stay spooled
+                    log.exception("writer round failed")
+                    self._stop.wait(1.0)
+                    continue
+                after_id = rows[-1].id
+                if inflight is not None:
+                    ok = self._finish(inflight)
+                    inflight = None
+                    if not ok:       # that write did not finish: start again from the oldest
+                        after_id = 0
+                        continue
+                if good:
+                    inflight = post.submit(self._write, good, lines)
+            if inflight is not None:
+                self._finish(inflight)   # a back-off wait is cut short by _stop
+        finally:
+            post.shutdown(wait=True)
 
-    def write_rows(self, rows: list[Row]) -> bool:
-        """Write `rows` until they are stored or dead-lettered; False if stopped first."""
+    def _finish(self, fut) -> bool:
+        """Wait for the write on the way; True if its rows were written or dead-lettered."""
+        try:
+            return bool(fut.result())
+        except Exception:  # noqa: BLE001 - rows stay in the spool and are fetched again
+            log.exception("writer round failed")
+            self._stop.wait(1.0)
+            return False
+
+    def prepare(self, rows: list[Row]) -> tuple[list[Row], list[str]]:
+        """The rows' lines; a row whose line cannot be built is dead-lettered (cannot happen for
+        rows ingest accepted)."""
         lines, good = [], []
         line = self.lines.line
         for r in rows:
             try:
                 lines.append(line(r.device, r.payload))
                 good.append(r)
-            except Exception as e:  # noqa: BLE001 - cannot happen for rows ingest accepted
+            except Exception as e:  # noqa: BLE001
                 self.spool.dead_letter_rows([r], f"cannot build a point: {e}", "")
                 self.counters.add("dead_lettered")
                 self.counters.add("dead_lettered_sink")
+        return good, lines
+
+    def write_rows(self, rows: list[Row]) -> bool:
+        """Write `rows` until they are stored or dead-lettered; False if stopped first."""
+        good, lines = self.prepare(rows)
         if not good:
             return True
         return self._write(good, lines)
