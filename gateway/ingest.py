@@ -121,6 +121,53 @@ def check_payload(topic: str, payload: bytes, device_index: int, now: float,
     return out
 
 
+class ReadBufferedClient(mqtt.Client):
+    """paho's Client, reading the socket in large chunks.
+
+    paho reads each packet with three or more recv() calls (the command byte, each byte of the
+    remaining length, the body) and returns to select() after every packet. Profiled at a few
+    thousand messages/s, that is a system call, and a GIL hand-off to the ingest and writer
+    threads, every few bytes. Here paho's small reads are served from one recv() of up to 64
+    KiB, and every packet already buffered is handled before paho's loop selects again. Only
+    the private _sock_recv and the public loop_read are overridden; Ingest falls back to the
+    plain Client when a paho release renames _sock_recv. Bytes buffered from a connection are
+    dropped with it (their messages were never acknowledged, so the broker sends them again).
+    """
+
+    RECV_BYTES = 65536
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        self._rsock = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._rsock:     # a new connection: nothing buffered is its
+            self._rsock, self._rbuf, self._rpos = self._sock, b"", 0
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(max(bufsize, self.RECV_BYTES))
+            if len(data) <= bufsize:
+                self._rbuf, self._rpos = b"", 0
+                return data
+            self._rbuf, self._rpos = data, 0
+        p = self._rpos
+        out = self._rbuf[p:p + bufsize]
+        self._rpos = p + len(out)
+        return out
+
+    def buffered(self) -> int:
+        """Bytes received from the broker that paho has not parsed yet."""
+        return len(self._rbuf) - self._rpos if self._sock is self._rsock else 0
+
+    def loop_read(self, max_packets: int = 1):
+        rc = super().loop_read(max_packets)
+        # Select would not wake for bytes already in our buffer: handle them now.
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
+            rc = super().loop_read(1)
+        return rc
+
+
 class Ingest:
     def __init__(self, cfg: Config, spool: Spool, counters: Counters):
         self.cfg = cfg
@@ -143,7 +190,8 @@ class Ingest:
 
     def _make_client(self) -> mqtt.Client:
         m = self.cfg.mqtt
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id,
+        cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else mqtt.Client
+        c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id,
                         protocol=mqtt.MQTTv5, manual_ack=True, reconnect_on_failure=True)
         if m.username:
             c.username_pw_set(m.username, m.password or None)
