@@ -190,78 +190,105 @@ class Spool:
             self._ranges[device] = r
         return r
 
-    def _mark_seq(self, c, device, seq) -> bool:
-        """Add seq to the device's received ranges; False if it was already there."""
+    def _mark_seq(self, c, device, seq, snapshots) -> bool:
+        """Add seq to the device's received ranges, in memory (ingest() then stores the ranges
+        that changed, once per device and transaction); False if it was already there.
+        `snapshots` keeps each touched device's ranges as they were, for that diff."""
         r = self._load_ranges(c, device)
+        if device not in snapshots:
+            snapshots[device] = {s0: e0 for s0, e0 in r}
         i = bisect.bisect_right(r, [seq, float("inf")]) - 1   # range starting at or before seq
         if i >= 0 and r[i][0] <= seq <= r[i][1]:
             return False
         left = i >= 0 and r[i][1] == seq - 1
         right = i + 1 < len(r) and r[i + 1][0] == seq + 1
         if left and right:
-            new_end = r[i + 1][1]
-            c.execute("DELETE FROM seq_ranges WHERE device=? AND start_seq=?", (device, r[i + 1][0]))
-            c.execute("UPDATE seq_ranges SET end_seq=? WHERE device=? AND start_seq=?",
-                      (new_end, device, r[i][0]))
-            r[i][1] = new_end
+            r[i][1] = r[i + 1][1]
             del r[i + 1]
         elif left:
-            c.execute("UPDATE seq_ranges SET end_seq=? WHERE device=? AND start_seq=?",
-                      (seq, device, r[i][0]))
             r[i][1] = seq
         elif right:
-            c.execute("UPDATE seq_ranges SET start_seq=? WHERE device=? AND start_seq=?",
-                      (seq, device, r[i + 1][0]))
             r[i + 1][0] = seq
         else:
-            c.execute("INSERT INTO seq_ranges (device, start_seq, end_seq) VALUES (?,?,?)",
-                      (device, seq, seq))
             r.insert(i + 1, [seq, seq])
         return True
 
-    def _touch_device(self, c, device, now, t_utc_s, dup):
-        c.execute(
-            "INSERT INTO devices (device, messages, duplicates, first_seen, last_seen, last_t_utc_s)"
-            " VALUES (?, 1, ?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET"
-            " messages = messages + 1, duplicates = duplicates + excluded.duplicates,"
-            " last_seen = excluded.last_seen,"
-            " last_t_utc_s = max(coalesce(last_t_utc_s, 0), coalesce(excluded.last_t_utc_s, 0))",
-            (device, int(dup), now, now, t_utc_s))
+    def _write_ranges(self, c, snapshots) -> None:
+        """Store the seq ranges that changed since `snapshots` (device -> {start: end})."""
+        dels, ups = [], []
+        for device, old in snapshots.items():
+            new = {s0: e0 for s0, e0 in self._ranges[device]}
+            dels.extend((device, s0) for s0 in old if s0 not in new)
+            ups.extend((device, s0, e0) for s0, e0 in new.items() if old.get(s0) != e0)
+        if dels:
+            c.executemany("DELETE FROM seq_ranges WHERE device=? AND start_seq=?", dels)
+        if ups:
+            c.executemany("INSERT OR REPLACE INTO seq_ranges (device, start_seq, end_seq)"
+                          " VALUES (?,?,?)", ups)
 
     def ingest(self, items: list[Accepted | Rejected]) -> IngestResult:
         """Store one commit group in one transaction; return what happened. When this returns,
-        the group is on disk (synchronous=FULL) and the messages may be acknowledged."""
+        the group is on disk (synchronous=FULL) and the messages may be acknowledged.
+
+        The device rows and seq ranges are updated once per device and group, not per sample:
+        a catch-up batch brings up to 60 samples of one box, and per-sample statements were
+        most of the spool's cost for them."""
         res = IngestResult()
         c = self.conn()
-        added = 0
+        snapshots: dict[str, dict[int, int]] = {}
+        rows = []
+        dead = []
+        # device -> [messages, duplicates, first_seen, last_seen, last_t_utc_s]
+        touched: dict[str, list] = {}
+
+        def touch(device, at, t_utc_s, dup):
+            d = touched.get(device)
+            if d is None:
+                touched[device] = [1, int(dup), at, at, t_utc_s]
+                return
+            d[0] += 1
+            d[1] += dup
+            d[3] = at
+            if t_utc_s is not None and (d[4] is None or t_utc_s > d[4]):
+                d[4] = t_utc_s
+
         try:
             with self._tx():
                 for it in items:
                     if isinstance(it, Accepted):
-                        new_seq = self._mark_seq(c, it.device, it.seq)
-                        cur = c.execute(
-                            "INSERT OR IGNORE INTO samples (device, seq, t_utc_s, payload, received_at)"
-                            " VALUES (?,?,?,?,?)",
-                            (it.device, it.seq, it.t_utc_s, it.payload, it.received_at))
-                        if cur.rowcount:
-                            added += 1
-                            res.spooled += 1
-                        dup = not new_seq
+                        dup = not self._mark_seq(c, it.device, it.seq, snapshots)
+                        rows.append((it.device, it.seq, it.t_utc_s, it.payload, it.received_at))
                         if dup:
                             res.duplicates += 1
-                        self._touch_device(c, it.device, it.received_at, it.t_utc_s, dup)
+                        touch(it.device, it.received_at, it.t_utc_s, dup)
                     else:
                         dup = False
                         if it.device is not None and it.count_seq and it.seq is not None:
-                            dup = not self._mark_seq(c, it.device, it.seq)
+                            dup = not self._mark_seq(c, it.device, it.seq, snapshots)
                         if it.device is not None:
-                            self._touch_device(c, it.device, it.received_at, None, dup)
-                        c.execute(
-                            "INSERT INTO dead_letters (created_at, source, topic, device, seq,"
-                            " t_utc_s, reason, payload) VALUES (?, 'ingest', ?,?,?,?,?,?)",
-                            (it.received_at, it.topic, it.device, it.seq, it.t_utc_s,
-                             it.reason, bytes(it.payload)))
+                            touch(it.device, it.received_at, None, dup)
+                        dead.append((it.received_at, it.topic, it.device, it.seq, it.t_utc_s,
+                                     it.reason, bytes(it.payload)))
                         res.dead_lettered += 1
+                before = c.total_changes
+                c.executemany(
+                    "INSERT OR IGNORE INTO samples (device, seq, t_utc_s, payload, received_at)"
+                    " VALUES (?,?,?,?,?)", rows)
+                added = res.spooled = c.total_changes - before   # UNIQUE copies are ignored
+                self._write_ranges(c, snapshots)
+                c.executemany(
+                    "INSERT INTO devices (device, messages, duplicates, first_seen, last_seen,"
+                    " last_t_utc_s) VALUES (?,?,?,?,?,?) ON CONFLICT(device) DO UPDATE SET"
+                    " messages = messages + excluded.messages,"
+                    " duplicates = duplicates + excluded.duplicates,"
+                    " last_seen = excluded.last_seen,"
+                    " last_t_utc_s = max(coalesce(last_t_utc_s, excluded.last_t_utc_s),"
+                    "                    coalesce(excluded.last_t_utc_s, last_t_utc_s))",
+                    [(dev, *v) for dev, v in touched.items()])
+                if dead:
+                    c.executemany(
+                        "INSERT INTO dead_letters (created_at, source, topic, device, seq,"
+                        " t_utc_s, reason, payload) VALUES (?, 'ingest', ?,?,?,?,?,?)", dead)
                 with self._lock:
                     depth = self._depth + added
                 excess = depth - self.max_rows
