@@ -243,7 +243,10 @@ def test_sigkill_20_times_nothing_journaled_is_lost(rig):
     ts = [wire.decode(journaled[s])["t_utc_s"] for s in sorted(journaled)]
     assert ts == sorted(ts) and len(set(ts)) == len(ts)
     state = json.loads((tmp_path / "flash" / "state.json").read_text())
-    assert state["boot"] == boots + 1
+    # every start that got as far as opening the journal counted itself (a kill can come
+    # earlier, during the interpreter's start)
+    booted = _log_tail(tmp_path, 10 ** 7).count("] boot ")
+    assert state["boot"] == booted and booted > boots // 2
     resets = [s["reset_cause"] for s in coll.status if "reset_cause" in s]
     assert "power_loss_or_crash" in resets
     # the retained status: `online` on every connect, the will `offline` after every kill
