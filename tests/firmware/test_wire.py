@@ -75,6 +75,19 @@ def test_encode_into_does_not_allocate():
     mptest.true(n >= n0 - 2)
 
 
+def test_decode_into_round_trips_every_good_single_vector():
+    # negative coordinates and altitude, large values, no fix, no channels
+    n = 0
+    for v in V:
+        if v["ok"]:
+            x = mptest.unhex(v["hex"])
+            s = wire.Sample(v["decoded"]["device"].encode())
+            mptest.eq(wire.decode_into(s, x, len(x)), len(x), v["name"])
+            mptest.eq(wire.encode(s), x, v["name"])
+            n += 1
+    mptest.true(n >= 3)
+
+
 def test_batch_encoder_reproduces_the_golden_batches():
     n = 0
     for v in B:
