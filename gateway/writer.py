@@ -97,7 +97,7 @@ _ALL_FIELDS = sorted(("seq",) + _GPS_FIELDS
 _SLOT = {name: i for i, name in enumerate(_ALL_FIELDS)}
 _SEQ, _FIXQ = _SLOT["seq"], _SLOT["fix_quality"]
 _GPS_SLOTS = tuple(_SLOT[k] for k in _GPS_FIELDS)
-_CH_SLOTS = tuple((_SLOT[n], _SLOT[n + "_status"], float(scale))
+_CH_SLOTS = tuple((_SLOT[n], _SLOT[n + "_status"], scale)
                   for n, scale in wire.CHANNELS)
 _STATUS_TEXT = tuple(str(i) for i in range(len(wire.STATUS_NAMES)))   # float(i), formatted
 _NOT_FITTED, _OK, _OUT_OF_RANGE = wire.STATUS_NOT_FITTED, wire.STATUS_OK, wire.STATUS_OUT_OF_RANGE
@@ -166,7 +166,9 @@ class LineBuilder:
             c = st[i]
             if c != _NOT_FITTED:
                 if c == _OK or c == _OUT_OF_RANGE:
-                    vals[v_slot] = str(val[i]) if scale == 1 else _fmt(val[i] / scale)
+                    # raw / scale as a float, formatted: integral -> the integer's digits
+                    raw = val[i]
+                    vals[v_slot] = str(raw // scale) if raw % scale == 0 else str(raw / scale)
                 vals[st_slot] = _STATUS_TEXT[c]
             i += 1
         shape = (bool(fq), bool(course), bytes(st))
