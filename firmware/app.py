@@ -158,6 +158,7 @@ class App:
         st["clean"] = False
         self.state.save()
         self.dropped_before = st["dropped"]
+        self._dropped_saved = 0
         # configuration (persisted remote config, else defaults with the board's period)
         self.cfg_path = sd + "/config.json"
         cm = _cold("config")
@@ -326,6 +327,15 @@ class App:
             _log(self.board, "journal append failed: %r" % (e,))
             return
         self.samples += 1
+        if j.dropped != self._dropped_saved:
+            # the journal was full and dropped its oldest segment (rare: once per segment):
+            # persist the count now, so a crash does not lose it
+            self._dropped_saved = j.dropped
+            self.state.d["dropped"] = self.dropped_before + j.dropped
+            try:
+                self.state.save()
+            except OSError:
+                pass
         self.board.wdt_feed()       # fed only by a sampling cycle that reached the journal
         self._wake.set()
 
