@@ -179,3 +179,31 @@ def test_bad_samples_in_a_batch_are_dead_lettered_the_rest_kept(tmp_path, broker
         pub.close()
     finally:
         gw.stop()
+
+
+def test_messages_spanning_socket_reads_are_parsed(tmp_path, broker, influx, uid):
+    # The ingest reads the broker's socket in 64 KiB chunks (ReadBufferedClient): packets that
+    # span chunks, and many packets in one chunk, must come out whole and in order.
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+    gw = Gateway(cfg).start()
+    try:
+        assert gw.ingest.wait_subscribed(10)
+        pub = Publisher(broker, uid)
+        dev = f"s{uid}"
+        samples = build(dev, 400)
+        big = [bytes([0xEE]) * n for n in (70_000, 65_536 - 7, 200_000)]   # malformed, large
+        for i, (p, _t, _e) in enumerate(samples):
+            pub.send(topic(uid, dev), p)
+            if i in (50, 51, 300):
+                pub.send(topic(uid, dev), big[(i - 50) % 3 if i != 300 else 2])
+        pub.wait()
+        eventually(lambda: gw.stats()["written"] == 400, 30, what="400 written")
+        eventually(lambda: gw.stats()["received"] == 403, 30)
+        st = gw.stats()
+        assert (st["malformed"], st["spooled"], st["duplicates"]) == (3, 400, 0)
+        sizes = sorted(len(d["payload"]) for d in gw.spool.dead_letters())
+        assert sizes == sorted([70_000, 65_536 - 7, 200_000])
+        assert_influx_exact(influx, f"db{uid}", dev, samples)
+        pub.close()
+    finally:
+        gw.stop()
