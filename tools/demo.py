@@ -147,23 +147,35 @@ class WireMeter:
         self.samples = self.payload_bytes = self.packet_bytes = self.json_bytes = 0
         self.undecodable = 0
 
+        self.batch_samples = self.batch_packet_bytes = 0
+
         def on_message(client, userdata, msg):
             try:
-                d = wire.decode(msg.payload)
+                ds = wire.decode_many(msg.payload)
             except wire.WireError:
                 self.undecodable += 1
                 return
+            pb = publish_packet_bytes(len(msg.topic.encode()), len(msg.payload))
+            for d in ds:
+                self.json_bytes += publish_packet_bytes(len(msg.topic.encode()),
+                                                        len(wire.naive_json(d).encode()))
+            if msg.payload[0] == wire.KIND_BATCH:   # catch-up after an outage: counted apart
+                self.batch_samples += len(ds)
+                self.batch_packet_bytes += pb
+                return
             self.samples += 1
             self.payload_bytes += len(msg.payload)
-            self.packet_bytes += publish_packet_bytes(len(msg.topic.encode()), len(msg.payload))
-            self.json_bytes += publish_packet_bytes(len(msg.topic.encode()),
-                                                    len(wire.naive_json(d).encode()))
+            self.packet_bytes += pb
 
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"envbox-demo-meter")
+        # a persistent session with QoS 1, so what the box sends while the meter reconnects
+        # after a broker outage (its catch-up) is queued for it and counted
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="envbox-demo-meter",
+                        clean_session=False)
+        c.reconnect_delay_set(0.05, 1.0)
         c.on_message = on_message
         if username:
             c.username_pw_set(username, password)
-        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("envbox/v1/+/data", qos=0)
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("envbox/v1/+/data", qos=1)
         c.connect("127.0.0.1", port)
         c.loop_start()
         self.client = c
@@ -176,10 +188,15 @@ class WireMeter:
         if not self.samples:
             return "wire: no samples seen"
         n = self.samples
-        return (f"wire: {self.payload_bytes / n:.1f} payload bytes/sample, "
+        json_per = self.json_bytes / (n + self.batch_samples)
+        line = (f"wire: {self.payload_bytes / n:.1f} payload bytes/sample, "
                 f"{self.packet_bytes / n:.1f} MQTT PUBLISH bytes/sample "
-                f"(naive JSON with full keys: {self.json_bytes / n:.1f}, "
-                f"ratio {self.packet_bytes / self.json_bytes:.2f})")
+                f"(naive JSON with full keys: {json_per:.1f}, "
+                f"ratio {self.packet_bytes / n / json_per:.2f})")
+        if self.batch_samples:
+            line += (f"; catch-up: {self.batch_samples} samples in batches, "
+                     f"{self.batch_packet_bytes / self.batch_samples:.1f} PUBLISH bytes/sample")
+        return line
 
 
 class Progress:
@@ -210,9 +227,12 @@ class Progress:
 def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int = 1,
                device: str = "sj-001", heap: str = DEFAULT_HEAP, quiet: bool = False,
                keep_servers: bool = False, kit: str = "full",
-               sim_setup=None) -> tuple[verify.Report, dict]:
-    """`sim_setup(sim)`, if given, is called before the simulation starts (fault injection)."""
-    """Run one patrol end to end; return the comparison report and the rows read back."""
+               sim_setup=None, outage=None) -> tuple[verify.Report, dict]:
+    """Run one patrol end to end; return the comparison report and the rows read back.
+
+    `sim_setup(sim)`, if given, is called before the simulation starts (fault injection).
+    `outage=(from_min, to_min)` stops the broker between those virtual minutes (the box's
+    journal keeps the samples, the catch-up sends them)."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
@@ -255,9 +275,20 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         procs.append(fw)
         prog = Progress(minutes * 60)
         total_wall = minutes * 60 / warp
+        broker_down = False
         while fw.poll() is None:
             done = sim.clock.now() - sim.start_virtual_s
-            prog.show(done, sim.truth.counts.get("pms5003", 0))
+            if outage and not broker_down and outage[0] * 60 <= done < outage[1] * 60:
+                broker.stop()
+                broker_down = True
+                say(f"\nbroker stopped at virtual minute {done / 60:.1f}")
+            elif outage and broker_down and done >= outage[1] * 60:
+                broker.start()
+                broker_down = False
+                outage = None
+                say(f"\nbroker back at virtual minute {done / 60:.1f}")
+            prog.show(done, sim.truth.counts.get("pms5003", 0),
+                      "broker down" if broker_down else "")
             if gw.poll() is not None:
                 raise RuntimeError(f"the gateway exited (code {gw.returncode}); see "
                                    f"{workdir / 'gateway.log'}")
@@ -335,7 +366,11 @@ def main(argv=None) -> int:
                          "through influxdb-client, served by VictoriaMetrics")
     ap.add_argument("--dir", default="envbox-demo",
                     help="working directory for servers' data and logs (emptied first)")
-    ap.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap size (default 110k, an ESP32 without PSRAM)")
+    ap.add_argument("--heap", default=DEFAULT_HEAP,
+                    help=f"MicroPython heap size (default {DEFAULT_HEAP}: the full kit; "
+                         f"an ESP32 without PSRAM gives {ESP32_HEAP})")
+    ap.add_argument("--outage", metavar="FROM-TO",
+                    help="stop the broker between these virtual minutes, e.g. 10-25")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--kit", choices=sorted(KITS), default="full",
                     help="modules fitted besides PMS5003 and GNSS (default: full)")
@@ -344,8 +379,12 @@ def main(argv=None) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     try:
+        outage = None
+        if args.outage:
+            a, _, b = args.outage.partition("-")
+            outage = (float(a), float(b))
         rep, rows = run_patrol(workdir, args.minutes, args.warp, args.sink, args.seed,
-                               heap=args.heap, kit=args.kit)
+                               heap=args.heap, kit=args.kit, outage=outage)
     except (RuntimeError, servers.ServerError) as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1
