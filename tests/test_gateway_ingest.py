@@ -6,7 +6,7 @@ import time
 from hypothesis import given, settings, strategies as st
 
 from envbox.firmware import wire
-from envbox.gateway.ingest import check_message
+from envbox.gateway.ingest import check_message, check_payload
 from envbox.gateway.spool import Accepted, Rejected
 
 EPOCH_2020 = 1577836800    # 2020-01-01T00:00:00Z, written out here rather than read from wire.py
@@ -107,3 +107,68 @@ def test_check_uses_the_wall_clock_by_default_nowhere():
     v = check_message("envbox/v1/sj-001/data", payload(t_unix=int(time.time()) + 10 * 86400),
                       IDX, time.time() + 20 * 86400, 86400)
     assert isinstance(v, Accepted)
+
+
+# --- batches: check_payload's shortcut for the singles of a batch ----------------------------
+
+@st.composite
+def batch_payloads(draw):
+    """A KIND_BATCH payload built with the firmware's BatchEncoder: random device id bytes
+    (sometimes not a valid id), times around NOW (some unset, some ahead), and channel values
+    up to 2^43, beyond what a single's 6-byte varint can carry."""
+    dev = draw(st.one_of(st.sampled_from([b"sj-001", b"box 1", b"a/b", b"\xc3\xa9", b"#"]),
+                         st.binary(min_size=1, max_size=32)))
+    n = draw(st.integers(1, 12))
+    t0 = draw(st.sampled_from([EPOCH_2020, EPOCH_2020 + 5, int(NOW) - 86400, int(NOW),
+                               int(NOW) + 86400 - 30]))
+    seq0 = draw(st.integers(0, 2**32 - 1 - 1000))
+    buf = bytearray(4096)
+    e = wire.BatchEncoder(buf, 10)
+    big = draw(st.sampled_from([900, 2**30, 2**40, 2**43]))
+    for k in range(n):
+        s = wire.Sample(dev)
+        s.seq = seq0 + k * draw(st.integers(1, 3))
+        s.t_s2020 = max(0, t0 - EPOCH_2020 + 10 * k + draw(st.integers(-3, 3)))
+        s.fix_quality = draw(st.sampled_from([0, 1]))
+        if s.fix_quality:
+            s.sats, s.hdop_x10 = 7, 12
+            s.lat_e7, s.lon_e7 = draw(st.integers(-900_000_000, 900_000_000)), 1_164_000_000
+            s.alt_dm, s.speed_kmh_x10, s.course_x10 = 400, 300, wire.COURSE_UNKNOWN
+        for ch in draw(st.lists(st.integers(0, wire.N_CHANNELS - 1), max_size=6)):
+            s.set(ch, draw(st.sampled_from([0, 1, 2, 4])), draw(st.integers(-big, big)))
+        if k == 0:
+            e.begin(s)
+        if not e.add(s):
+            break
+    return bytes(buf[:e.finish()])
+
+
+@settings(max_examples=400, deadline=None)
+@given(batch_payloads(), st.sampled_from(["sj-001", "box 1", "other"]))
+def test_batch_shortcut_gives_what_checking_each_single_gives(payload, topic_dev):
+    singles = wire.singles(payload)
+    if len(singles) == 1 and singles[0] is payload:
+        return      # not a well-formed batch: dead-lettered whole, tested elsewhere
+    topic = f"envbox/v1/{topic_dev}/data"
+    got = check_payload(topic, payload, IDX, NOW, 86400)
+    want = [check_message(topic, one, IDX, NOW, 86400) for one in singles]
+    for i, w in enumerate(want):
+        if isinstance(w, Rejected):
+            w.reason = f"batch sample {i + 1}/{len(want)}: {w.reason}"
+    assert got == want
+
+
+def test_batch_sample_with_a_value_too_long_for_a_single_is_malformed_alone():
+    s = wire.Sample(b"sj-001")
+    s.seq, s.t_s2020 = 1, int(NOW) - 600 - EPOCH_2020
+    buf = bytearray(1024)
+    e = wire.BatchEncoder(buf, 10)
+    e.begin(s)
+    for k, v in enumerate([5, 2**40, 2**41, 2**40]):   # the differences fit, 2^41 alone does not
+        s.seq, s.t_s2020 = 1 + k, s.t_s2020 + 10
+        s.set(wire.CH_PM25, wire.STATUS_OK, v)
+        assert e.add(s)
+    payload = bytes(buf[:e.finish()])
+    got = check_payload("envbox/v1/sj-001/data", payload, IDX, NOW, 86400)
+    assert [type(v).__name__ for v in got] == ["Accepted", "Accepted", "Rejected", "Accepted"]
+    assert got[2].reason.startswith("batch sample 3/4: malformed:")
