@@ -48,6 +48,7 @@ from envbox.servers import InfluxDB1, Mosquitto, eventually, free_port
 EPOCH_2020 = wire.EPOCH_2020_UNIX_S
 ROWS_PER_WRITE: dict[str, float] = {}   # run -> samples per InfluxDB write request
 CPU_US: dict[str, float] = {}
+PROTOCOL = gwconfig.MqttConfig.protocol   # the gateway's MQTT version; --protocol
 SPOOLED_PER_S: dict[str, float] = {}
 PUBLISHED_PER_S: dict[str, float] = {}  # run -> samples/s the publishers got PUBACKs for    # run -> samples/s from first publish to last acked   # run -> gateway CPU (user + system) per sample, microseconds
 
@@ -220,7 +221,8 @@ def gateway_config(work: Path, name: str, broker: Mosquitto, influx_url: str,
                    http_port: int) -> gwconfig.Config:
     # Defaults otherwise: synchronous=FULL, ack after commit, 5,000-row writes.
     return gwconfig.Config().replace(
-        mqtt={"port": broker.port, "client_id": f"bench-{name}", "topic": f"{name}/v1/+/data"},
+        mqtt={"port": broker.port, "client_id": f"bench-{name}", "topic": f"{name}/v1/+/data",
+              "protocol": PROTOCOL},
         spool={"path": str(work / f"{name}.sqlite3")},
         sink={"url": influx_url, "database": name, "retry_initial_s": 0.1, "retry_max_s": 0.5},
         http={"listen": f"127.0.0.1:{http_port}"})
@@ -337,6 +339,7 @@ def drain(work, broker, influx, n, devices, t0) -> tuple[float, float]:
 
 
 def main() -> None:
+    global PROTOCOL
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=2000, help="boxes publishing live")
     ap.add_argument("--live-samples", type=int, default=40000)
@@ -345,7 +348,10 @@ def main() -> None:
     ap.add_argument("--batch-samples", type=int, default=60, help="samples per batch message")
     ap.add_argument("--drain-samples", type=int, default=1_000_000)
     ap.add_argument("--publishers", type=int, default=3)
+    ap.add_argument("--protocol", choices=("5", "3.1.1"), default=gwconfig.MqttConfig.protocol,
+                    help="the gateway's MQTT version ([mqtt] protocol)")
     args = ap.parse_args()
+    PROTOCOL = args.protocol
     t0 = int(time.time()) - 20 * 86400
     live_msgs = live_payloads(args.devices, args.live_samples, t0)
     batch_msgs = batched_payloads(args.batch_devices, args.batched_samples, args.batch_samples,
@@ -369,7 +375,8 @@ def main() -> None:
             broker.stop()
     print(f"cores={os.cpu_count()} devices={args.devices} live_samples={args.live_samples} "
           f"batched_samples={args.batched_samples} batch={args.batch_samples} "
-          f"drain_samples={args.drain_samples} publishers={args.publishers}")
+          f"drain_samples={args.drain_samples} publishers={args.publishers} "
+          f"protocol={args.protocol}")
     print(f"raw_influx_samples_per_s={raw:.0f}")
     print(f"gateway_live_samples_per_s={live_rate:.0f}")
     print(f"gateway_batched_samples_per_s={batched_rate:.0f}")

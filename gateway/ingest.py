@@ -227,8 +227,14 @@ class Ingest:
     def _make_client(self) -> mqtt.Client:
         m = self.cfg.mqtt
         cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else mqtt.Client
-        c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True, reconnect_on_failure=True)
+        if m.protocol == "3.1.1":
+            # clean_session=False with our fixed client id: a persistent session, kept by the
+            # broker until its persistent_client_expiration.
+            c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv311,
+                    clean_session=False, manual_ack=True, reconnect_on_failure=True)
+        else:
+            c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5,
+                    manual_ack=True, reconnect_on_failure=True)
         if m.username:
             c.username_pw_set(m.username, m.password or None)
         if m.tls or m.tls_ca_file or m.tls_cert_file:
@@ -333,8 +339,12 @@ class Ingest:
         # clean_start=False + a session expiry: the broker keeps our subscription and queues
         # QoS 1 messages while we are away, across gateway restarts (paho's default,
         # MQTT_CLEAN_START_FIRST_ONLY, would wipe it on every process start).
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False,
-                                  properties=self._connect_props())
+        # (3.1.1: clean_session=False was given to the Client.)
+        if m.protocol == "3.1.1":
+            self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
+        else:
+            self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s,
+                                      clean_start=False, properties=self._connect_props())
         self.client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:

@@ -54,6 +54,7 @@ def test_secrets_are_masked_in_repr(tmp_path):
     ('[mqtt]\ntopic = "envbox/v1/#"\n', "[mqtt] topic"),
     ('[mqtt]\ntopic = "envbox/+/+/data"\n', "[mqtt] topic"),
     ('[mqtt]\nsession_expiry_s = 0\n', "session_expiry_s"),
+    ('[mqtt]\nprotocol = "3.1"\n', "protocol"),
     ('[mqtt]\nshared_group = "a/b"\n', "shared_group"),
     ('[mqtt]\nclient_id = ""\n', "client_id"),
     ('[mqtt]\nbogus = 1\n', "unknown key 'bogus'"),

@@ -288,8 +288,15 @@ def test_influxdb_down_while_samples_flow(tmp_path, broker, influx, uid):
         gw.stop()
 
 
-def test_gateway_away_persistent_session_delivers_what_was_queued(tmp_path, broker, influx, uid):
-    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+# The gateway's session in both MQTT versions it supports ([mqtt] protocol): kept across
+# gateway and broker restarts, shared subscriptions, and acknowledged only after the commit.
+PROTOCOLS = pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+
+
+@PROTOCOLS
+def test_gateway_away_persistent_session_delivers_what_was_queued(tmp_path, broker, influx, uid,
+                                                                 protocol):
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid), mqtt={"protocol": protocol})
     dev = f"s{uid}"
     samples = build(dev, 400)
     gw = Gateway(cfg).start()
@@ -453,8 +460,11 @@ def test_sigterm_stops_cleanly_and_status_works_while_running(tmp_path, broker, 
             proc.wait()
 
 
-def test_sigkill_while_samples_flow_loses_nothing(tmp_path, broker, influx, uid):
-    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid), sink={"batch_size": 200})
+@PROTOCOLS
+def test_sigkill_while_samples_flow_loses_nothing(tmp_path, broker, influx, uid, protocol):
+    # A sample acknowledged before its commit would be lost by the kill: every one must arrive.
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid), sink={"batch_size": 200},
+                   mqtt={"protocol": protocol})
     conf = write_toml(tmp_path / "gw.toml", cfg)
     dev = f"k{uid}"
     samples = build(dev, 3000)
@@ -526,8 +536,9 @@ def test_influxdb_paused_writes_time_out_and_are_retried(tmp_path, broker, influ
         gw.stop()
 
 
-def test_broker_restart_keeps_the_session(tmp_path, broker, influx, uid):
-    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
+@PROTOCOLS
+def test_broker_restart_keeps_the_session(tmp_path, broker, influx, uid, protocol):
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid), mqtt={"protocol": protocol})
     gw = Gateway(cfg).start()
     try:
         assert gw.ingest.wait_subscribed(10)
@@ -556,13 +567,15 @@ def test_broker_restart_keeps_the_session(tmp_path, broker, influx, uid):
         gw.stop()
 
 
+@PROTOCOLS
 def test_shared_subscription_splits_the_fleet_between_two_gateways(tmp_path, broker, influx,
-                                                                   uid):
+                                                                   uid, protocol):
     gws = []
     try:
         for k in range(2):
             cfg = make_cfg(tmp_path, broker, f"{uid}{k}", influx1_sink(influx, uid),
-                           mqtt={"topic": f"t{uid}/v1/+/data", "shared_group": f"g{uid}"},
+                           mqtt={"topic": f"t{uid}/v1/+/data", "shared_group": f"g{uid}",
+                                 "protocol": protocol},
                            spool={"path": str(tmp_path / f"spool{k}.sqlite3")})
             gws.append(Gateway(cfg).start())
             assert gws[-1].ingest.wait_subscribed(10)
