@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("sink", ["influx1", "influx2"])
 def test_patrol_arrives_complete_and_exact(tmp_path, sink):
-    rep, rows = run_patrol(tmp_path / sink, minutes=30, warp=60, sink=sink, seed=7, quiet=True)
+    # warp 30: the host's scheduling latency is not warped; half the warp doubles the margin
+    rep, rows = run_patrol(tmp_path / sink, minutes=30, warp=30, sink=sink, seed=7, quiet=True)
     assert rep.produced >= 179, rep.summary_line()   # 30 min at 10 s, minus at most the boot
     assert not rep.missing, f"missing sample times: {rep.missing[:10]}"
     assert not rep.extra, f"extra sample times: {rep.extra[:10]}"

@@ -34,7 +34,7 @@ def inject(sim):
 
 
 def test_every_fault_reaches_the_database_as_a_status(tmp_path):
-    rep, rows = run_patrol(tmp_path, minutes=20, warp=60, sink="influx1", seed=3, quiet=True,
+    rep, rows = run_patrol(tmp_path, minutes=20, warp=30, sink="influx1", seed=3, quiet=True,
                            sim_setup=inject)
     assert not rep.missing and not rep.extra, rep.summary_line()
     assert not rep.mismatches, "\n".join(rep.mismatches[:20])
