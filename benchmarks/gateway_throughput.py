@@ -49,6 +49,7 @@ EPOCH_2020 = wire.EPOCH_2020_UNIX_S
 ROWS_PER_WRITE: dict[str, float] = {}   # run -> samples per InfluxDB write request
 CPU_US: dict[str, float] = {}
 PROTOCOL = gwconfig.MqttConfig.protocol   # the gateway's MQTT version; --protocol
+WRITER_PROCESS = gwconfig.SinkConfig.writer_process   # --writer-process / --writer-thread
 SPOOLED_PER_S: dict[str, float] = {}
 PUBLISHED_PER_S: dict[str, float] = {}  # run -> samples/s the publishers got PUBACKs for    # run -> samples/s from first publish to last acked   # run -> gateway CPU (user + system) per sample, microseconds
 
@@ -193,17 +194,32 @@ def metrics(port: int) -> dict[str, float]:
     return out
 
 
+def gateway_pids(pid: int) -> list[int]:
+    """The gateway process and its children (the writer process, [sink] writer_process)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
 def vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak resident memory of the gateway: the sum of its processes' peaks (an upper bound;
+    pages shared after the fork count once per process)."""
+    total = 0.0
+    for p in gateway_pids(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used so far."""
-    f = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds the gateway's processes have used so far."""
+    total = 0.0
+    for p in gateway_pids(pid):
+        f = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def write_toml(path: Path, cfg: gwconfig.Config) -> Path:
@@ -224,7 +240,8 @@ def gateway_config(work: Path, name: str, broker: Mosquitto, influx_url: str,
         mqtt={"port": broker.port, "client_id": f"bench-{name}", "topic": f"{name}/v1/+/data",
               "protocol": PROTOCOL},
         spool={"path": str(work / f"{name}.sqlite3")},
-        sink={"url": influx_url, "database": name, "retry_initial_s": 0.1, "retry_max_s": 0.5},
+        sink={"url": influx_url, "database": name, "retry_initial_s": 0.1, "retry_max_s": 0.5,
+              "writer_process": WRITER_PROCESS},
         http={"listen": f"127.0.0.1:{http_port}"})
 
 
@@ -339,7 +356,7 @@ def drain(work, broker, influx, n, devices, t0) -> tuple[float, float]:
 
 
 def main() -> None:
-    global PROTOCOL
+    global PROTOCOL, WRITER_PROCESS
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=2000, help="boxes publishing live")
     ap.add_argument("--live-samples", type=int, default=40000)
@@ -350,8 +367,12 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=3)
     ap.add_argument("--protocol", choices=("5", "3.1.1"), default=gwconfig.MqttConfig.protocol,
                     help="the gateway's MQTT version ([mqtt] protocol)")
+    ap.add_argument("--writer-process", dest="writer_process", action="store_true",
+                    default=WRITER_PROCESS, help="[sink] writer_process = true")
+    ap.add_argument("--writer-thread", dest="writer_process", action="store_false")
     args = ap.parse_args()
     PROTOCOL = args.protocol
+    WRITER_PROCESS = args.writer_process
     t0 = int(time.time()) - 20 * 86400
     live_msgs = live_payloads(args.devices, args.live_samples, t0)
     batch_msgs = batched_payloads(args.batch_devices, args.batched_samples, args.batch_samples,
@@ -376,7 +397,7 @@ def main() -> None:
     print(f"cores={os.cpu_count()} devices={args.devices} live_samples={args.live_samples} "
           f"batched_samples={args.batched_samples} batch={args.batch_samples} "
           f"drain_samples={args.drain_samples} publishers={args.publishers} "
-          f"protocol={args.protocol}")
+          f"protocol={args.protocol} writer_process={args.writer_process}")
     print(f"raw_influx_samples_per_s={raw:.0f}")
     print(f"gateway_live_samples_per_s={live_rate:.0f}")
     print(f"gateway_batched_samples_per_s={batched_rate:.0f}")

@@ -33,14 +33,18 @@ class Gateway:
         self.spool = Spool(s.path, max_rows=s.max_rows, synchronous=s.synchronous,
                            max_dead_letters=s.max_dead_letters)
         self.ingest = Ingest(cfg, self.spool, self.counters)
-        self.writer = Writer(cfg, self.spool, self.counters, sink=sink)
+        if cfg.sink.writer_process:
+            from .writerproc import WriterProcess
+            self.writer = WriterProcess(cfg, self.spool, self.counters, sink=sink)
+        else:
+            self.writer = Writer(cfg, self.spool, self.counters, sink=sink)
         self.http: MetricsServer | None = None
         self.started_s: float | None = None
 
     def start(self) -> "Gateway":
         log.info("gateway starting: %r", self.cfg)   # secrets are masked by the repr
         self.started_s = time.time()
-        self.writer.start()
+        self.writer.start()      # first: a writer process is forked before paho's thread exists
         self.ingest.start()
         addr = http_address(self.cfg)
         if addr:
@@ -83,7 +87,7 @@ class Gateway:
         if not self.ingest.alive():
             problems.append("ingest thread died")
         if not self.writer.alive():
-            problems.append("writer thread died")
+            problems.append("writer died")
         if not self.ingest.connected:
             problems.append("not connected to the MQTT broker")
         elif not self.ingest.subscribed:

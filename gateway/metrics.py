@@ -45,13 +45,24 @@ class Counters:
             with self._lock:
                 self._c[name] += n
 
+    def attach(self, names, shared) -> None:
+        """Add shared[i] (a multiprocessing Array another process counts in) to names[i]: the
+        writer process's counters ([sink] writer_process)."""
+        self._shared = (tuple(names), shared)
+
+    _shared = None
+
     def get(self, name: str) -> int:
-        with self._lock:
-            return self._c[name]
+        return self.snapshot()[name]
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._c)
+            d = dict(self._c)
+        if self._shared is not None:
+            names, arr = self._shared
+            for name, v in zip(names, arr[:]):
+                d[name] += v
+        return d
 
 
 def prometheus_text(counters: dict[str, int], gauges: dict[str, tuple[float, str]]) -> str:

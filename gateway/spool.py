@@ -126,6 +126,10 @@ class SpoolFull(RuntimeError):
     pass
 
 
+def _none_removed() -> int:
+    return 0
+
+
 class Spool:
     def __init__(self, path: str | os.PathLike, max_rows: int = 5_000_000,
                  synchronous: str = "FULL", create: bool = True,
@@ -141,6 +145,10 @@ class Spool:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._ranges: dict[str, list[list[int]]] = {}   # ingest thread's cache of seq_ranges
+        # The writer in another process ([sink] writer_process) deletes rows this object does
+        # not see: there on_removed(n) reports them, here removed_elsewhere() sums them.
+        self.on_removed = None
+        self.removed_elsewhere = _none_removed
         c = self.conn()
         if create:
             c.executescript(SCHEMA)
@@ -174,7 +182,7 @@ class Spool:
     def depth(self) -> int:
         """Rows waiting for InfluxDB (as this process counts them)."""
         with self._lock:
-            return self._depth
+            return max(0, self._depth - self.removed_elsewhere())
 
     def count_rows(self) -> int:
         return self.conn().execute("SELECT COUNT(*) FROM samples").fetchone()[0]
@@ -290,7 +298,7 @@ class Spool:
                         "INSERT INTO dead_letters (created_at, source, topic, device, seq,"
                         " t_utc_s, reason, payload) VALUES (?, 'ingest', ?,?,?,?,?,?)", dead)
                 with self._lock:
-                    depth = self._depth + added
+                    depth = self._depth - self.removed_elsewhere() + added
                 excess = depth - self.max_rows
                 if excess > 0:
                     c.execute("DELETE FROM samples WHERE id IN"
@@ -372,6 +380,8 @@ class Spool:
     def _sub_depth(self, n):
         with self._lock:
             self._depth = max(0, self._depth - n)
+        if self.on_removed is not None and n:
+            self.on_removed(n)
 
     # --- reading (status, CLI) --------------------------------------------------------------
 

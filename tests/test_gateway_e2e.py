@@ -507,6 +507,51 @@ def test_sigkill_while_samples_flow_loses_nothing(tmp_path, broker, influx, uid,
         log.close()
 
 
+def children(pid):
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def pid_gone(pid):
+    try:
+        st = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return st.rpartition(")")[2].split()[0] == "Z"      # a zombie has stopped running
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_writer_process_ends_with_the_gateway(tmp_path, broker, influx, uid, sig):
+    # [sink] writer_process: SIGTERM stops both processes cleanly after writing what was
+    # spooled; SIGKILL of the gateway takes its writer with it (no orphan racing the next one).
+    cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid),
+                   sink={"writer_process": True})
+    conf = write_toml(tmp_path / "gw.toml", cfg)
+    dev = f"w{uid}"
+    samples = build(dev, 300)
+    with open(tmp_path / "gw.log", "wb") as log:
+        proc = start_daemon(conf, log)
+    pub = Publisher(broker, uid)
+    try:
+        daemon_subscribed(cfg.spool.path, proc, tmp_path / "gw.log")
+        [child] = children(proc.pid)
+        for p, _t, _e in samples:
+            pub.send(topic(uid, dev), p)
+        pub.wait()
+        eventually(lambda: spool_written(cfg.spool.path) == 300, 30)   # written by the child
+        assert_influx_exact(influx, f"db{uid}", dev, samples)
+        proc.send_signal(sig)
+        assert proc.wait(20) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+        eventually(lambda: pid_gone(child), 10, what="writer process gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pub.close()
+
+
 def test_influxdb_paused_writes_time_out_and_are_retried(tmp_path, broker, influx, uid):
     cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid),
                    sink={"timeout_s": 1.0, "batch_size": 100})

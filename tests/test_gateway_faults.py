@@ -194,7 +194,8 @@ def test_sigkill_at_random_points(tmp_path, broker, influx, uid, round_):
     rnd = random.Random(round_)
     http_port = free_port()
     cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid),
-                   sink={"batch_size": rnd.choice([50, 500, 5000])},
+                   sink={"batch_size": rnd.choice([50, 500, 5000]),
+                         "writer_process": rnd.choice([False, True])},
                    ingest={"commit_max_messages": rnd.choice([1, 20, 500])},
                    http={"listen": f"127.0.0.1:{http_port}"})
     conf = write_toml(tmp_path / "gw.toml", cfg)
