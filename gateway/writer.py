@@ -34,10 +34,9 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from influxdb_client import InfluxDBClient, Point, WritePrecision
-from influxdb_client.client.write import point as _lp   # its line-protocol escaping
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.rest import ApiException
+# influxdb_client is imported where it is used (sample_point, Influx2Sink): importing it costs
+# about 28 MB of resident memory (measured: 12 -> 40 MB), more than a third of the gateway's,
+# and the influx1 sink and LineBuilder do not need it.
 
 from envbox.firmware import wire
 
@@ -68,8 +67,10 @@ class Refused(Exception):
         self.answer = answer
 
 
-def sample_point(measurement: str, d: dict) -> Point:
-    """A decoded wire sample (wire.decode) as a Point, per docs/contracts.md."""
+def sample_point(measurement: str, d: dict):
+    """A decoded wire sample (wire.decode) as an influxdb_client Point, per docs/contracts.md:
+    the definition LineBuilder's output is tested against."""
+    from influxdb_client import Point, WritePrecision
     p = Point(measurement).tag("device", d["device"]).time(d["t_utc_s"], WritePrecision.S)
     p.field("seq", float(d["seq"]))
     g = d["gps"]
@@ -103,6 +104,30 @@ _STATUS_TEXT = tuple(str(i) for i in range(len(wire.STATUS_NAMES)))   # float(i)
 _NOT_FITTED, _OK, _OUT_OF_RANGE = wire.STATUS_NOT_FITTED, wire.STATUS_OK, wire.STATUS_OUT_OF_RANGE
 
 
+# influxdb-client's line-protocol escaping (influxdb_client/client/write/point.py: _ESCAPE_KEY,
+# _ESCAPE_MEASUREMENT, _escape_key, _escape_tag_value, _append_tags), restated so the writer
+# does not load the library (see above). tests/test_gateway_lines.py compares LineBuilder's
+# lines with the library's Point.to_line_protocol() on random and escaping-hungry device names
+# and measurements, so a difference, or a library release that escapes otherwise, fails there.
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t",
+                                     "\r": r"\r"})
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t",
+                             "\r": r"\r"})
+
+
+def _escape_key(key: str, table=_ESCAPE_KEY) -> str:
+    return str(key).translate(table)
+
+
+def _tag(key: str, value: str) -> str:
+    """One tag as _append_tags writes it: ",key=value " ("" for an empty key or value; a value
+    ending in a backslash gets a space so the backslash escapes nothing)."""
+    k, v = _escape_key(key), _escape_key(value)
+    if v.endswith("\\"):
+        v += " "
+    return f",{k}={v} " if k and v else " "
+
+
 class LineBuilder:
     """Line protocol of spooled payloads: the exact text of
     sample_point(measurement, wire.decode(payload)).to_line_protocol(), about 4x cheaper.
@@ -110,8 +135,8 @@ class LineBuilder:
     Profiling the writer showed a Point per sample costing more than the rest of the gateway's
     work on that sample: wire.decode builds nested dicts, and Point.to_line_protocol escapes all
     ~36 field keys and type-checks every value again for every sample. Here the escaping is
-    still influxdb-client's own (its _escape_key/_append_tags, the functions to_line_protocol
-    uses), applied once per field name and once per device and cached; the payload is read with
+    influxdb-client's (restated above, _escape_key/_tag), applied once per field name and once
+    per device and cached; the payload is read with
     wire.decode_into into one reused Sample (rows in the spool were validated by wire.decode at
     ingest); values are formatted as _append_fields formats a float (str(), a trailing ".0"
     trimmed; every value here is a ratio of integers, never NaN or infinite, which
@@ -121,8 +146,8 @@ class LineBuilder:
 
     def __init__(self, measurement: str, max_devices: int = 200_000):
         self.measurement = measurement
-        self._meas = _lp._escape_key(measurement, _lp._ESCAPE_MEASUREMENT)
-        self._keys = [_lp._escape_key(k) + "=" for k in _ALL_FIELDS]
+        self._meas = _escape_key(measurement, _ESCAPE_MEASUREMENT)
+        self._keys = [_escape_key(k) + "=" for k in _ALL_FIELDS]
         self._prefix: dict[str, str] = {}
         self._max_devices = max_devices
         self._s = wire.Sample()
@@ -134,7 +159,7 @@ class LineBuilder:
         if p is None:
             if len(self._prefix) >= self._max_devices:   # bound the cache on huge fleets
                 self._prefix.clear()
-            p = self._meas + _lp._append_tags({"device": device})
+            p = self._meas + _tag("device", device)
             self._prefix[device] = p
         return p
 
@@ -291,6 +316,10 @@ class Influx2Sink:
     """The 2.x write API through influxdb_client (SYNCHRONOUS)."""
 
     def __init__(self, cfg: SinkConfig):
+        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.rest import ApiException
+        self._precision, self._api_exception = WritePrecision.S, ApiException
         self.cfg = cfg
         # retries=False (the default): our loop retries, with the spool as the buffer.
         self.client = InfluxDBClient(url=cfg.url, token=cfg.token or None, org=cfg.org or "-",
@@ -300,8 +329,8 @@ class Influx2Sink:
     def write(self, lines: list[str]) -> None:
         try:
             self.api.write(bucket=self.cfg.bucket, org=self.cfg.org or "-", record=lines,
-                           write_precision=WritePrecision.S)
-        except ApiException as e:
+                           write_precision=self._precision)
+        except self._api_exception as e:
             body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else str(e.body)
             ra = e.headers.get("Retry-After") if e.headers else None
             raise classify(e.status or 0, body.strip(), ra) from None

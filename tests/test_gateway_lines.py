@@ -36,7 +36,7 @@ def samples(draw):
 
 
 @settings(max_examples=400, deadline=None)
-@given(samples(), st.sampled_from(["envbox", "env box", "m,x=1", "é\\"]))
+@given(samples(), st.sampled_from(["envbox", "env box", "m,x=1", "é\\", "t\tab\r\n", "=,"]))
 def test_lines_match_influxdb_client_point(s, measurement):
     payload = wire.encode(s)
     d = wire.decode(payload)
@@ -47,7 +47,7 @@ def test_lines_match_influxdb_client_point(s, measurement):
     assert lb.line(d["device"], payload) == expected
 
 
-def test_device_with_line_protocol_specials_is_escaped_by_the_library():
+def test_device_with_line_protocol_specials_is_escaped_as_the_library_does():
     s = wire.Sample(b"a,b=c\\")
     s.seq, s.t_s2020 = 5, 1000
     s.set(wire.CH_PM25, wire.STATUS_OK, 12)
