@@ -109,7 +109,7 @@ class SinkConfig:
     retry_max_s: float = 60.0         # back-off ceiling
     retry_after_max_s: float = 600.0  # ceiling on a server's Retry-After
     idle_poll_s: float = 0.05         # how often the writer looks for new rows when idle
-    writer_process: bool = False      # the writer in its own process (own GIL): docs/gateway.md
+    writer_process: bool = True       # the writer in its own process (own GIL): docs/gateway.md
     __repr__ = _masked_repr
 
 

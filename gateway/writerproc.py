@@ -1,4 +1,4 @@
-"""The writer in a process of its own ([sink] writer_process = true).
+"""The writer in a process of its own ([sink] writer_process = true, the default).
 
 Why: the gateway's ingest and writer are Python threads under one GIL, so together they use at
 most one core. Profiled on catch-up batches, ingest alone spools 24,000-32,000 samples/s but the
