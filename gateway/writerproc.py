@@ -17,7 +17,11 @@ Lifetime: SIGTERM of the gateway stops ingest first, then sets the child's stop 
 finishes the write in flight and exits (as the writer thread did). A SIGTERM sent to the whole
 process group (systemd's KillMode=control-group) does the same in the child. If the parent dies
 (SIGKILL), the kernel kills the child at once (PR_SET_PDEATHSIG), so a SIGKILL still stops the
-whole gateway at one instant, and no orphaned writer races the next gateway's.
+whole gateway at one instant, and no orphaned writer races the next gateway's. (The kernel
+sends that signal when the *thread* that forked exits: start the Gateway from a thread that
+lives as long as it, as `envbox-gateway run` does from its main thread. In a process that
+already runs other threads, e.g. a test holding several gateways, a fork copies their locks
+as they are; the daemon forks before any of its threads start.)
 """
 
 from __future__ import annotations
