@@ -19,11 +19,11 @@ except ImportError:  # CPython
         return x
 
 from .. import wire
+from .qauart import QAUART
 from ..compat import ticks_diff
 
 _FRAME = const(9)
 _RX = const(16)
-_MAX_READS = const(16)
 
 CMD_READ = b"\xff\x01\x86\x00\x00\x00\x00\x00\x79"
 CMD_ABC_ON = b"\xff\x01\x79\xa0\x00\x00\x00\x00\xe6"
@@ -42,7 +42,7 @@ def range_command(ppm):
     return bytes(f)
 
 
-class MHZ19B:
+class MHZ19B(QAUART):
     """Winsen MH-Z19B. co2_ppm into wire CH_CO2."""
 
     CHANNELS = (wire.CH_CO2,)
@@ -94,26 +94,6 @@ class MHZ19B:
     def ready(self):
         return self._fresh or self._bad
 
-    def poll(self, now_ms):
-        new = 0
-        try:
-            u = self._uart
-            rx = self._rx
-            for _ in range(_MAX_READS):
-                if not u.any():
-                    break
-                k = u.readinto(rx, _RX)
-                if not k:
-                    break
-                for i in range(k):
-                    new += self._byte(rx[i])
-        except Exception:  # a bus error must not escape into the sampler
-            pass
-        if self._pending and not self.ready() and ticks_diff(now_ms, self._req_t) > self.timeout_ms:
-            self._pending = False
-            self.timeouts += 1
-        return new
-
     def fill(self, sample, now_ms):
         if self._pending and not self.ready():
             self._pending = False
@@ -127,20 +107,6 @@ class MHZ19B:
             sample.set(wire.CH_CO2, wire.STATUS_CHECKSUM_ERROR)
         else:
             sample.set(wire.CH_CO2, wire.STATUS_NO_DATA)
-
-    def _write(self, cmd):
-        try:
-            self._uart.write(cmd)
-        except Exception:
-            pass
-
-    def _drop(self, k):
-        f = self._f
-        n = self._p - k
-        for i in range(n):
-            f[i] = f[i + k]
-        self._p = n
-        self.bytes_skipped += k
 
     @staticmethod
     def _b1_ok(b):

@@ -16,11 +16,11 @@ except ImportError:  # CPython
         return x
 
 from .. import wire
+from .qauart import QAUART
 from ..compat import ticks_diff
 
 _FRAME = const(10)
 _RX = const(16)
-_MAX_READS = const(16)
 
 CMD_WORK = b"\xaa\xb4\x06\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x06\xab"
 CMD_SLEEP = b"\xaa\xb4\x06\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x05\xab"
@@ -29,7 +29,7 @@ CMD_ACTIVE_MODE = b"\xaa\xb4\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00
 CMD_QUERY = b"\xaa\xb4\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x02\xab"
 
 
-class SDS011:
+class SDS011(QAUART):
     """Nova SDS011. pm25/pm10 ug/m3 into CH_PM25/CH_PM10 (rounded from the 0.1 ug/m3 frame)."""
 
     CHANNELS = (wire.CH_PM25, wire.CH_PM10)
@@ -79,26 +79,6 @@ class SDS011:
     def ready(self):
         return self._fresh or self._bad
 
-    def poll(self, now_ms):
-        new = 0
-        try:
-            u = self._uart
-            rx = self._rx
-            for _ in range(_MAX_READS):
-                if not u.any():
-                    break
-                k = u.readinto(rx, _RX)
-                if not k:
-                    break
-                for i in range(k):
-                    new += self._byte(rx[i])
-        except Exception:  # a bus error must not escape into the sampler
-            pass
-        if self._pending and not self.ready() and ticks_diff(now_ms, self._req_t) > self.timeout_ms:
-            self._pending = False
-            self.timeouts += 1
-        return new
-
     def fill(self, sample, now_ms):
         if self._pending and not self.ready():
             self._pending = False
@@ -117,20 +97,6 @@ class SDS011:
             st = wire.STATUS_CHECKSUM_ERROR if self._bad else wire.STATUS_NO_DATA
             sample.set(wire.CH_PM25, st)
             sample.set(wire.CH_PM10, st)
-
-    def _write(self, cmd):
-        try:
-            self._uart.write(cmd)
-        except Exception:
-            pass
-
-    def _drop(self, k):
-        f = self._f
-        n = self._p - k
-        for i in range(n):
-            f[i] = f[i + k]
-        self._p = n
-        self.bytes_skipped += k
 
     def _resync(self):
         self._drop(1)

@@ -32,11 +32,11 @@ except ImportError:  # CPython
         return x
 
 from .. import wire
+from .qauart import QAUART
 from ..compat import ticks_diff
 
 _FRAME = const(9)
 _RX = const(16)
-_MAX_READS = const(16)          # chunks per poll (256 bytes): bounds the time spent in poll on a flooded line
 
 CMD_QA_MODE = b"\xff\x01\x78\x04\x00\x00\x00\x00\x83"
 CMD_ACTIVE_MODE = b"\xff\x01\x78\x03\x00\x00\x00\x00\x84"
@@ -55,7 +55,7 @@ GASES = {
 _POW10 = (1, 10, 100, 1000, 10000)
 
 
-class ZE03:
+class ZE03(QAUART):
     """Winsen ZE03 single-gas module. Value in the gas channel's unit (ppb for O3/NO2/SO2, ppm x10 for CO)."""
 
     WARMUP_MS = 180000
@@ -124,26 +124,6 @@ class ZE03:
     def ready(self):
         return self._fresh or self._bad or self._fault
 
-    def poll(self, now_ms):
-        new = 0
-        try:
-            u = self._uart
-            rx = self._rx
-            for _ in range(_MAX_READS):
-                if not u.any():
-                    break
-                k = u.readinto(rx, _RX)
-                if not k:
-                    break
-                for i in range(k):
-                    new += self._byte(rx[i])
-        except Exception:  # a bus error must not escape into the sampler
-            pass
-        if self._pending and not self.ready() and ticks_diff(now_ms, self._req_t) > self.timeout_ms:
-            self._pending = False
-            self.timeouts += 1
-        return new
-
     def fill(self, sample, now_ms):
         ch = self.ch
         if self._pending and not self.ready():
@@ -167,22 +147,8 @@ class ZE03:
             sample.set(ch, wire.STATUS_NO_DATA)
 
     # -- framing --------------------------------------------------------------------------------
-    def _write(self, cmd):
-        try:
-            self._uart.write(cmd)
-        except Exception:
-            pass
-
     def _b1_ok(self, b):
         return b == 0x86 or b == self.gas_code or b == 0x78
-
-    def _drop(self, k):
-        f = self._f
-        n = self._p - k
-        for i in range(n):
-            f[i] = f[i + k]
-        self._p = n
-        self.bytes_skipped += k
 
     def _resync(self):
         # drop the first byte, then until the buffer starts like a frame again

@@ -17,11 +17,11 @@ except ImportError:  # CPython
         return x
 
 from .. import wire
+from .qauart import QAUART
 from ..compat import ticks_diff
 
 _FRAME = const(9)
 _RX = const(16)
-_MAX_READS = const(16)
 _GAS_CH2O = const(0x17)
 _UNIT_PPB = const(0x04)
 
@@ -31,7 +31,7 @@ CMD_READ = b"\xff\x01\x86\x00\x00\x00\x00\x00\x79"
 _POW10 = (1, 10, 100, 1000)
 
 
-class ZE08:
+class ZE08(QAUART):
     """Winsen ZE08-CH2O. hcho_ppb (wire CH_HCHO, x1); hcho_ugm3 kept from Q&A replies."""
 
     CHANNELS = (wire.CH_HCHO,)
@@ -88,26 +88,6 @@ class ZE08:
     def ready(self):
         return self._fresh or self._bad or self._fault
 
-    def poll(self, now_ms):
-        new = 0
-        try:
-            u = self._uart
-            rx = self._rx
-            for _ in range(_MAX_READS):
-                if not u.any():
-                    break
-                k = u.readinto(rx, _RX)
-                if not k:
-                    break
-                for i in range(k):
-                    new += self._byte(rx[i])
-        except Exception:  # a bus error must not escape into the sampler
-            pass
-        if self._pending and not self.ready() and ticks_diff(now_ms, self._req_t) > self.timeout_ms:
-            self._pending = False
-            self.timeouts += 1
-        return new
-
     def fill(self, sample, now_ms):
         if self._pending and not self.ready():
             self._pending = False
@@ -123,20 +103,6 @@ class ZE08:
             sample.set(wire.CH_HCHO, wire.STATUS_CHECKSUM_ERROR)
         else:
             sample.set(wire.CH_HCHO, wire.STATUS_NO_DATA)
-
-    def _write(self, cmd):
-        try:
-            self._uart.write(cmd)
-        except Exception:
-            pass
-
-    def _drop(self, k):
-        f = self._f
-        n = self._p - k
-        for i in range(n):
-            f[i] = f[i + k]
-        self._p = n
-        self.bytes_skipped += k
 
     def _resync(self):
         self._drop(1)
