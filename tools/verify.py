@@ -319,7 +319,7 @@ def _check_noise(rep, t, row, polls, exp, grace, window=None):
 
 
 RESPONSE_S = 0.03   # simulator/models/modbus_noise.py: the meter answers 30 ms after a query
-EDGE_S = 0.6
+EDGE_S = 1.5   # host latency at warp 30-60 moves a request by up to about a virtual second
 
 
 def channel_table(rows: dict[int, dict]) -> list[tuple]:
