@@ -10,11 +10,13 @@ from envbox.simulator.models.pms5003 import PMSFaults
 
 pytestmark = pytest.mark.slow
 
+# The noise meter's own faults are tested in tests/test_models_modbus_noise.py: which of its
+# polls fall in a window around a failed one depends on host timing at warp, too loosely for an
+# exact end-to-end check.
 RATES = {  # model name -> {fault: probability per answer}
     "ze03_no2": {"bad_checksum": 0.1, "silence": 0.08, "out_of_range": 0.05, "garbage": 0.1},
     "ze03_co": {"truncated": 0.1},
     "ze08": {"bad_checksum": 0.1, "truncated": 0.05},
-    "modbus_noise": {"bad_checksum": 0.15},
 }
 I2C_RATES = {
     "scd4x": {"bad_checksum": 0.1},
