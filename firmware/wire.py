@@ -53,6 +53,17 @@
 #     [if fix_quality:] varint lat and lon second differences (the change in the step, ~0 at a
 #                  steady speed), varint differences of alt_dm, speed_kmh_x10, course_x10
 #     per carried channel with a value: varint difference from that channel's last value
+#
+# Acknowledgement (KIND_ACK, 0x03): gateway -> box, on envbox/v1/<device>/ack/<gateway>. The
+# seq ranges of this box's samples that the gateway holds durably (committed to its spool). The
+# box releases a journaled sample only when an acknowledgement covers it (docs/firmware.md,
+# "End-to-end acknowledgement"); the broker's PUBACK only paces the box's sending.
+#   u8   kind            KIND_ACK (0x03)
+#   u8   count           ranges that follow, 0..MAX_ACK_RANGES, ascending and disjoint
+#   per range: uvarint gap (lo minus the previous range's hi; the first range: lo itself),
+#              uvarint len - 1 (the range is lo .. lo + len - 1, both included)
+# Unsigned varints, little-endian base 128, at most 30 bits (seqs stay small integers on
+# 32-bit boards). Nothing else: the topic names the device and the gateway.
 
 try:
     from micropython import const
@@ -64,6 +75,7 @@ import struct
 
 KIND_SAMPLE = const(0x01)
 KIND_BATCH = const(0x02)
+KIND_ACK = const(0x03)
 SCHEMA_VERSION = const(1)
 
 FLAG_CLOCK_FROM_GPS = const(0x01)  # the clock was last set from a GNSS fix
@@ -152,6 +164,8 @@ EPOCH_2020_UNIX_S = const(1577836800)  # 2020-01-01T00:00:00Z in Unix seconds
 COURSE_UNKNOWN = const(0xFFFF)
 
 MAX_DEVICE_ID = const(32)
+MAX_ACK_RANGES = const(16)
+MAX_ACK_BYTES = const(2 + MAX_ACK_RANGES * 10)
 # Upper bound of one encoded sample: header + GPS + mask + every channel with a 5-byte varint.
 MAX_SAMPLE_BYTES = const(2 + MAX_DEVICE_ID + 4 + 4 + 1 + 1 + 16 + 4 + N_CHANNELS * 6)
 
@@ -306,6 +320,47 @@ def decode_into(s, data, end):
             st[i] = STATUS_NOT_FITTED
             val[i] = 0
     return p
+
+
+def decode_ack_into(data, end, lo, hi):
+    """Parse a KIND_ACK payload data[:end] into the caller's lists lo and hi (each at least
+    MAX_ACK_RANGES long; range k covers seqs lo[k]..hi[k] - 1). Returns the count, or -1 for a
+    malformed payload (never raises, never allocates: the box calls it from its MQTT reader)."""
+    if end < 2 or data[0] != KIND_ACK:
+        return -1
+    n = data[1]
+    if n > MAX_ACK_RANGES:
+        return -1
+    p = 2
+    prev = 0
+    for k in range(2 * n):
+        # one unsigned varint of at most 30 bits (a wider one would be a big int on 32 bits)
+        u = 0
+        shift = 0
+        while True:
+            if p >= end or shift > 28:
+                return -1
+            b = data[p]
+            p += 1
+            if shift == 28 and b > 3:
+                return -1
+            u |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+        if u >= 0x3FFFFFFF - prev:
+            return -1       # past 2^30 - 1 (and the sum would be a big int on 32 bits)
+        if k & 1 == 0:
+            if k and u == 0:
+                return -1   # touching or overlapping ranges: the sender should have merged them
+            prev += u
+            lo[k >> 1] = prev
+        else:
+            prev += u + 1
+            hi[k >> 1] = prev
+    if p != end:
+        return -1
+    return n
 
 
 class BatchEncoder:
@@ -471,3 +526,15 @@ def naive_json(d):
     """The baseline a first prototype would send: JSON with full key names (for benchmarks)."""
     from .wiredecode import naive_json as _n
     return _n(d)
+
+
+def encode_ack(ranges):
+    """KIND_ACK payload for seq ranges [(lo, hi), ...], hi excluded (the gateway's side)."""
+    from .wiredecode import encode_ack as _e
+    return _e(ranges)
+
+
+def decode_ack(data):
+    """[(lo, hi), ...] of a KIND_ACK payload; WireError if malformed (host side, tests)."""
+    from .wiredecode import decode_ack as _d
+    return _d(data)

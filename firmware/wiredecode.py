@@ -4,7 +4,7 @@
 
 import struct
 
-from .wire import (BH_FIX, BH_FLAGS, BH_MASK, BH_SEQ, BH_STATUS, BH_TIME, CHANNELS,
+from .wire import (KIND_ACK, MAX_ACK_RANGES, BH_FIX, BH_FLAGS, BH_MASK, BH_SEQ, BH_STATUS, BH_TIME, CHANNELS,
                    COURSE_UNKNOWN, EPOCH_2020_UNIX_S, KIND_BATCH, KIND_SAMPLE, MAX_DEVICE_ID,
                    N_CHANNELS, SCHEMA_VERSION, STATUS_NAMES, STATUS_NOT_FITTED, STATUS_OK,
                    STATUS_OUT_OF_RANGE, Sample, WireError, encode)
@@ -251,3 +251,46 @@ def singles(data):
         except WireError:
             pass
     return [data]
+
+
+def _put_uvarint(out, u):
+    while u >= 0x80:
+        out.append((u & 0x7F) | 0x80)
+        u >>= 7
+    out.append(u)
+
+
+def encode_ack(ranges):
+    """A KIND_ACK payload for the seq ranges [(lo, hi), ...] (hi excluded): the gateway's side
+    (firmware/wire.py describes the layout). Ranges are sorted and merged here; at most
+    MAX_ACK_RANGES go out, the newest ones (the box keeps the others until they are acknowledged
+    again, so leaving old ones out only delays their release)."""
+    rs = sorted((int(a), int(b)) for a, b in ranges if b > a)
+    merged = []
+    for a, b in rs:
+        if a < 0 or b > 0x3FFFFFFF:
+            raise WireError("ack range %d..%d outside 0..2^30" % (a, b))
+        if merged and a <= merged[-1][1]:
+            if b > merged[-1][1]:
+                merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    merged = merged[-MAX_ACK_RANGES:]
+    out = bytearray((KIND_ACK, len(merged)))
+    prev = 0
+    for a, b in merged:
+        _put_uvarint(out, a - prev)
+        _put_uvarint(out, b - a - 1)
+        prev = b
+    return bytes(out)
+
+
+def decode_ack(data):
+    """[(lo, hi), ...] of a KIND_ACK payload (hi excluded); WireError if malformed."""
+    from .wire import decode_ack_into
+    lo = [0] * MAX_ACK_RANGES
+    hi = [0] * MAX_ACK_RANGES
+    n = decode_ack_into(data, len(data), lo, hi)
+    if n < 0:
+        raise WireError("malformed acknowledgement")
+    return [(lo[k], hi[k]) for k in range(n)]

@@ -4,8 +4,9 @@ import mptest
 from firmware import wire
 
 ALL = mptest.vectors("wire")["vectors"]
-V = [v for v in ALL if v.get("kind") != "batch"]
+V = [v for v in ALL if v.get("kind") is None]
 B = [v for v in ALL if v.get("kind") == "batch"]
+A = [v for v in ALL if v.get("kind") == "ack"]
 
 
 def _sample(d):
@@ -125,6 +126,31 @@ def test_batch_building_does_not_allocate():
     finally:
         micropython.heap_unlock()
     mptest.true(e.count == 10 * len(singles))
+
+
+def test_ack_vectors_decode_without_allocating():
+    lo = [0] * wire.MAX_ACK_RANGES
+    hi = [0] * wire.MAX_ACK_RANGES
+    data = [mptest.unhex(v["hex"]) for v in A]
+    got = [0] * len(A)
+    micropython.heap_lock()
+    try:
+        for i in range(len(A)):
+            got[i] = wire.decode_ack_into(data[i], len(data[i]), lo, hi)
+    finally:
+        micropython.heap_unlock()
+    n = 0
+    for i in range(len(A)):
+        v = A[i]
+        if v["ok"]:
+            mptest.eq(got[i], len(v["ranges"]), v["name"])
+            wire.decode_ack_into(data[i], len(data[i]), lo, hi)
+            for k in range(got[i]):
+                mptest.eq([lo[k], hi[k]], v["ranges"][k], v["name"])
+            n += 1
+        else:
+            mptest.eq(got[i], -1, v["name"])
+    mptest.true(n >= 3)
 
 
 mptest.main(globals())
