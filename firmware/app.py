@@ -118,9 +118,13 @@ class Applied:
                 k = self.slope_e4[i]
                 o = self.offset_raw[i]
                 if k != _SLOPE_ONE or o:
-                    v = val[i] * k
+                    # x * k / 10^4 as x * whole + x * frac / 10^4: with slopes up to 10 (10^5)
+                    # the plain product of a 16-bit count passes 2^30, a heap integer on 32 bits
+                    x = val[i]
+                    w = k // _SLOPE_ONE
+                    v = x * (k - w * _SLOPE_ONE)
                     v = (v + 5000) // 10000 if v >= 0 else -((-v + 5000) // 10000)
-                    val[i] = v + o
+                    val[i] = x * w + v + o
                     done = True
         if done:
             s.flags |= wire.FLAG_CALIBRATED

@@ -181,8 +181,15 @@ def status_has_value(status):
 class Sample:
     """One sample, preallocated and reused by the firmware (no allocation per sample).
 
-    Units: t_s2020 seconds since 2020-01-01 UTC; lat_e7/lon_e7 degrees x1e7; alt_dm
-    decimetres; speed_kmh_x10; course_x10 degrees x10; hdop_x10. value[i] is the scaled integer of CHANNELS[i].
+    Units: t_s2020 seconds since 2020-01-01 UTC; lat_e7 degrees x1e7; alt_dm decimetres;
+    speed_kmh_x10; course_x10 degrees x10; hdop_x10. value[i] is the scaled integer of
+    CHANNELS[i].
+
+    Longitude is held as the two 16-bit halves of its 32-bit value in degrees x1e7:
+    lon_e7 = lon_e7_hi * 65536 + lon_e7_lo, with lon_e7_hi signed and 0 <= lon_e7_lo < 65536.
+    On a 32-bit MicroPython port a small integer holds +-2^30, and 180 degrees x1e7 is 1.8e9: east
+    of 107.37 degrees (all of Beijing) a single integer would be a heap object for every fix.
+    Latitude (at most 9e8) fits. Host code may use the `lon_e7` property; the box never does.
     """
 
     def __init__(self, device=b""):
@@ -194,13 +201,23 @@ class Sample:
         self.sats = 0
         self.hdop_x10 = 0
         self.lat_e7 = 0
-        self.lon_e7 = 0
+        self.lon_e7_hi = 0
+        self.lon_e7_lo = 0
         self.alt_dm = 0
         self.speed_kmh_x10 = 0
         self.course_x10 = 0
         self.status = bytearray(N_CHANNELS)
         self.value = [0] * N_CHANNELS
         self.clear_channels()
+
+    def _get_lon(self):
+        return self.lon_e7_hi * 65536 + self.lon_e7_lo
+
+    def _set_lon(self, v):
+        self.lon_e7_hi = v >> 16
+        self.lon_e7_lo = v & 0xFFFF
+
+    lon_e7 = property(_get_lon, _set_lon)   # host side and tests (allocates on 32-bit boards)
 
     def clear_channels(self):
         for i in range(N_CHANNELS):
@@ -213,13 +230,46 @@ class Sample:
 
 
 def _put_varint(buf, pos, v):
-    # zig-zag, then little-endian base-128
+    # zig-zag, then little-endian base-128. Values of 2^29 or more would double past a small
+    # integer on 32-bit ports: those go through the two-halves path.
+    if v >= 0x20000000 or v < -0x20000000:
+        return _put_varint2(buf, pos, v >> 16, v & 0xFFFF)
     u = (v << 1) if v >= 0 else ((-v << 1) - 1)
     while u >= 0x80:
         buf[pos] = (u & 0x7F) | 0x80
         u >>= 7
         pos += 1
     buf[pos] = u
+    return pos + 1
+
+
+def _put_varint2(buf, pos, hi, lo):
+    """_put_varint of hi * 65536 + lo (0 <= lo < 65536, hi signed), in 16-bit halves: the same
+    bytes, and no integer beyond 2^30 on the way."""
+    if hi >= 0:
+        uh = (hi << 1) | (lo >> 15)
+        ul = (lo << 1) & 0xFFFF
+    else:
+        # -2v - 1 = 2|v| - 1, |v| = (-hi) * 65536 - lo
+        if lo:
+            mh = -hi - 1
+            ml = 65536 - lo
+        else:
+            mh = -hi
+            ml = 0
+        uh = (mh << 1) | (ml >> 15)
+        ul = (ml << 1) & 0xFFFF
+        if ul:
+            ul -= 1
+        else:
+            ul = 0xFFFF
+            uh -= 1
+    while uh or ul >= 0x80:
+        buf[pos] = (ul & 0x7F) | 0x80
+        ul = (ul >> 7) | ((uh & 0x7F) << 9)
+        uh >>= 7
+        pos += 1
+    buf[pos] = ul
     return pos + 1
 
 
@@ -240,8 +290,14 @@ def encode_into(buf, s):
         h = s.hdop_x10
         if h > 255:
             h = 255
-        struct.pack_into(">BBiihHH", buf, p, s.sats, h, s.lat_e7, s.lon_e7, s.alt_dm,
-                         s.speed_kmh_x10, s.course_x10)
+        struct.pack_into(">BBi", buf, p, s.sats, h, s.lat_e7)
+        hi = s.lon_e7_hi & 0xFFFF
+        lo = s.lon_e7_lo
+        buf[p + 6] = hi >> 8
+        buf[p + 7] = hi & 0xFF
+        buf[p + 8] = lo >> 8
+        buf[p + 9] = lo & 0xFF
+        struct.pack_into(">hHH", buf, p + 10, s.alt_dm, s.speed_kmh_x10, s.course_x10)
         p += 16
     st = s.status
     mask = 0
@@ -273,6 +329,8 @@ def decode_into(s, data, end):
     records on their way into a batch). Trusts the bytes: they were encoded by this box and
     checked by the journal's CRC. The device id is skipped (s.device is the box's)."""
     p = 2 + data[1]
+    # seq and t_s2020 stay below 2^30 (the box's journal and clock make sure), so these sums
+    # are small integers; positions are read in 16-bit halves
     s.seq = (data[p] << 24) | (data[p + 1] << 16) | (data[p + 2] << 8) | data[p + 3]
     s.t_s2020 = (data[p + 4] << 24) | (data[p + 5] << 16) | (data[p + 6] << 8) | data[p + 7]
     s.flags = data[p + 8]
@@ -282,17 +340,21 @@ def decode_into(s, data, end):
     if fq:
         s.sats = data[p]
         s.hdop_x10 = data[p + 1]
-        v = (data[p + 2] << 24) | (data[p + 3] << 16) | (data[p + 4] << 8) | data[p + 5]
-        s.lat_e7 = v - (1 << 32) if v & 0x80000000 else v
-        v = (data[p + 6] << 24) | (data[p + 7] << 16) | (data[p + 8] << 8) | data[p + 9]
-        s.lon_e7 = v - (1 << 32) if v & 0x80000000 else v
+        v = (data[p + 2] << 8) | data[p + 3]
+        if v & 0x8000:
+            v -= 0x10000
+        s.lat_e7 = v * 65536 + ((data[p + 4] << 8) | data[p + 5])
+        v = (data[p + 6] << 8) | data[p + 7]
+        s.lon_e7_hi = v - 0x10000 if v & 0x8000 else v
+        s.lon_e7_lo = (data[p + 8] << 8) | data[p + 9]
         v = (data[p + 10] << 8) | data[p + 11]
         s.alt_dm = v - 0x10000 if v & 0x8000 else v
         s.speed_kmh_x10 = (data[p + 12] << 8) | data[p + 13]
         s.course_x10 = (data[p + 14] << 8) | data[p + 15]
         p += 16
     else:
-        s.sats = s.hdop_x10 = s.lat_e7 = s.lon_e7 = s.alt_dm = s.speed_kmh_x10 = 0
+        s.sats = s.hdop_x10 = s.lat_e7 = s.lon_e7_hi = s.lon_e7_lo = 0
+        s.alt_dm = s.speed_kmh_x10 = 0
         s.course_x10 = 0
     mask = (data[p] << 24) | (data[p + 1] << 16) | (data[p + 2] << 8) | data[p + 3]
     p += 4
@@ -396,7 +458,9 @@ class BatchEncoder:
         self.seq = s.seq - 1
         self.t = s.t_s2020 - self.period_s
         self.flags = self.fixq = self.sats = self.hdop = 0
-        self.lat = self.lon = self.dlat = self.dlon = 0
+        # position state in 16-bit halves (value, step): see add()
+        self.lath = self.latl = self.dlath = self.dlatl = 0
+        self.lonh = self.lonl = self.dlonh = self.dlonl = 0
         self.alt = self.spd = self.crs = 0
         self.mask = 0
         st = self.status
@@ -461,17 +525,43 @@ class BatchEncoder:
                     p += 1
                 pst[i] = st[i]
         if fq:
-            dlat = s.lat_e7 - self.lat
-            dlon = s.lon_e7 - self.lon
-            p = _put_varint(buf, p, dlat - self.dlat)
-            p = _put_varint(buf, p, dlon - self.dlon)
+            # first and second differences of latitude and longitude in 16-bit halves: a
+            # receiver's glitch (or a batch's first sample, coded against 0) can jump by up to
+            # 360 degrees, beyond a 32-bit port's small integers as one number
+            a = s.lat_e7
+            dh = (a >> 16) - self.lath
+            dl = (a & 0xFFFF) - self.latl
+            if dl < 0:
+                dl += 65536
+                dh -= 1
+            eh = dh - self.dlath
+            el = dl - self.dlatl
+            if el < 0:
+                el += 65536
+                eh -= 1
+            p = _put_varint2(buf, p, eh, el)
+            self.lath = a >> 16
+            self.latl = a & 0xFFFF
+            self.dlath = dh
+            self.dlatl = dl
+            dh = s.lon_e7_hi - self.lonh
+            dl = s.lon_e7_lo - self.lonl
+            if dl < 0:
+                dl += 65536
+                dh -= 1
+            eh = dh - self.dlonh
+            el = dl - self.dlonl
+            if el < 0:
+                el += 65536
+                eh -= 1
+            p = _put_varint2(buf, p, eh, el)
+            self.lonh = s.lon_e7_hi
+            self.lonl = s.lon_e7_lo
+            self.dlonh = dh
+            self.dlonl = dl
             p = _put_varint(buf, p, s.alt_dm - self.alt)
             p = _put_varint(buf, p, s.speed_kmh_x10 - self.spd)
             p = _put_varint(buf, p, s.course_x10 - self.crs)
-            self.dlat = dlat
-            self.dlon = dlon
-            self.lat = s.lat_e7
-            self.lon = s.lon_e7
             self.alt = s.alt_dm
             self.spd = s.speed_kmh_x10
             self.crs = s.course_x10

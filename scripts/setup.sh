@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics)
+# node runs the 32-bit MicroPython build (tests/mp32); Debian's nodejs only where none is installed
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 need=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -33,5 +35,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -c "import envbox, paho.mqtt, influxdb_client, hypothesis" \
     || { echo "setup: Python dependencies failed to install" >&2; exit 1; }
   touch "$stamp"
+fi
+# the 32-bit lane: the official MicroPython WebAssembly build (pinned in tests/mp32/package.json)
+if [ ! -f tests/mp32/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs ] \
+   || [ tests/mp32/package-lock.json -nt tests/mp32/node_modules ]; then
+  echo "setup: installing the 32-bit MicroPython build (npm)"
+  (cd tests/mp32 && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch tests/mp32/node_modules
 fi
 .venv/bin/micropython -c "import sys; print('setup: MicroPython', sys.version.split(';')[1].strip())"

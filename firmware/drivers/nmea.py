@@ -9,6 +9,8 @@
 #
 # Integer conversions (the simulator's ground truth uses the same arithmetic):
 #   lat_e7 = dd * 10^7 + round(minutes_e5 * 10^7 / (60 * 10^5)) = dd*10^7 + (m_e5*5 + 1)//3
+#   (longitude the same, held as the 16-bit halves of its 32-bit value: lon_e7_hi, lon_e7_lo, as
+#   in wire.Sample, because 180 degrees x1e7 is beyond a 32-bit port's small integers)
 #   speed_kmh_x10 = round(knots_e3 * 1.852 * 10 / 1000) = (kn_e3*1852 + 50000)//100000
 #   course_x10 = round(course_e2 / 10) (0xFFFF when the field is empty), hdop_x10 = round(hdop_e2 / 10), alt_dm = altitude_e1
 
@@ -24,6 +26,7 @@ _MAX_FIELDS = const(20)
 _DAYS_1970_TO_2020 = const(18262)
 _MIN_YEAR = const(2024)
 _COURSE_UNKNOWN = const(0xFFFF)   # wire.COURSE_UNKNOWN
+_MAX_KNOTS_E3 = const(500000)
 _RING = const(16)         # fixes kept, one per second: a late sample still gets its own second   # a receiver's date before this is its power-on default, not the time
 
 
@@ -73,7 +76,8 @@ class GNSS:
         self.rmc_valid = False
         self.rmc_status = 0       # the status character: 0x41 'A' valid, 0x56 'V' void
         self.rmc_lat = 0
-        self.rmc_lon = 0
+        self.rmc_lon_hi = 0
+        self.rmc_lon_lo = 0
         self.rmc_speed = 0
         self.rmc_course = 0
         # last GGA
@@ -83,12 +87,14 @@ class GNSS:
         self.gga_hdop = 0
         self.gga_alt = 0
         self.gga_lat = 0
-        self.gga_lon = 0
+        self.gga_lon_hi = 0
+        self.gga_lon_lo = 0
         # published fix
         self.fix_t_s2020 = -1
         self.fix_quality = 0
         self.lat_e7 = 0
-        self.lon_e7 = 0
+        self.lon_e7_hi = 0
+        self.lon_e7_lo = 0
         self.alt_dm = 0
         self.speed_kmh_x10 = 0
         self.course_x10 = 0
@@ -99,7 +105,9 @@ class GNSS:
         self._rt = [-1] * _RING
         self._rq = [0] * _RING
         self._rlat = [0] * _RING
-        self._rlon = [0] * _RING
+        self._rlonh = [0] * _RING
+        self._rlonl = [0] * _RING
+        self._lo = 0              # low half of the last _angle() (see there)
         self._ralt = [0] * _RING
         self._rspd = [0] * _RING
         self._rcrs = [0] * _RING
@@ -113,6 +121,7 @@ class GNSS:
         self.bytes_skipped = 0
         self.overlong = 0
         self.bad_fields = 0
+        self.alt_out_of_range = 0
 
     def start(self, now_ms):
         pass
@@ -235,6 +244,8 @@ class GNSS:
         v = 0
         frac = -1          # digits seen after the point; -1 before it
         roundup = 0
+        ndig = 0           # at most 9 significant digits: the result stays a small integer on
+                           # a 32-bit port (a longer field is garbage: counted as a bad field)
         for i in range(s, e):
             c = b[i]
             if c == 0x2E:
@@ -252,10 +263,15 @@ class GNSS:
                 frac += 1
                 continue
             v = v * 10 + (c - 48)
+            ndig += 1
             if frac >= 0:
                 frac += 1
         if frac < 0:
             frac = 0
+        ndig += decimals - frac
+        if ndig > 9:
+            self._empty = True
+            return 0
         while frac < decimals:
             v *= 10
             frac += 1
@@ -282,7 +298,9 @@ class GNSS:
         return hh * 3600 + mm * 60 + ss
 
     def _angle(self, k, deg_digits):
-        # ddmm.mmmmm + hemisphere in field k+1 -> degrees x1e7, or None via _empty
+        # ddmm.mmmmm + hemisphere in field k+1 -> degrees x1e7 as two 16-bit halves: returns the
+        # high half (signed), leaves the low half (0..65535) in self._lo; or 0 with _empty set.
+        # value = dd*10^7 + f with 10^7 = 152*65536 + 38528, so no integer beyond 2^30 is made.
         self._span(k)
         s = self._s
         e = self._e
@@ -302,21 +320,28 @@ class GNSS:
         self._f[k] = s + deg_digits
         m_e5 = self._dec(k, 5)
         self._f[k] = save
-        if self._empty or m_e5 >= 6000000 or m_e5 < 0:
+        if self._empty or m_e5 >= 6000000 or m_e5 < 0 or dd > 180:
             self._empty = True
             return 0
-        v = dd * 10000000 + (m_e5 * 5 + 1) // 3
+        lo = dd * 38528 + (m_e5 * 5 + 1) // 3
+        hi = dd * 152 + (lo >> 16)
+        lo &= 0xFFFF
         self._span(k + 1)
         if self._e - self._s != 1:
             self._empty = True
             return 0
         h = b[self._s]
         if h == 0x53 or h == 0x57:   # S, W
-            v = -v
+            if lo:
+                hi = -hi - 1
+                lo = 65536 - lo
+            else:
+                hi = -hi
         elif h != 0x4E and h != 0x45:
             self._empty = True
             return 0
-        return v
+        self._lo = lo
+        return hi
 
     def _rmc(self):
         # $xxRMC,time,status,lat,N,lon,E,speed_kn,course,date,magvar,E,mode*CS
@@ -349,17 +374,29 @@ class GNSS:
         if self._empty:
             self.bad_fields += 1
             return
+        lat = lat * 65536 + self._lo      # at most 90 degrees: a small integer
         lon = self._angle(5, 3)
         if self._empty:
             self.bad_fields += 1
             return
+        lon_lo = self._lo
         kn = self._dec(7, 3)
+        kn_bad = self._empty and self._e > self._s     # present but not a number
         if self._empty:
             kn = 0
         crs = self._dec(8, 2)
         crs_empty = self._empty
+        if crs_empty and self._e > self._s:
+            kn_bad = True
+        # plausibility: at most 500 knots (926 km/h; also keeps kn * 1852 below 2^30) and a
+        # course below 360 degrees; beyond, the sentence is garbage with a good checksum
+        if kn_bad or kn < 0 or kn > _MAX_KNOTS_E3 or \
+                (not crs_empty and (crs < 0 or crs >= 36000)):
+            self.bad_fields += 1
+            return
         self.rmc_lat = lat
-        self.rmc_lon = lon
+        self.rmc_lon_hi = lon
+        self.rmc_lon_lo = lon_lo
         self.rmc_speed = (kn * 1852 + 50000) // 100000
         # empty course (standing still) is unknown, not north
         self.rmc_course = _COURSE_UNKNOWN if crs_empty else (crs + 5) // 10
@@ -384,21 +421,31 @@ class GNSS:
             self.gga_q = 0
             self.bad_fields += 1
             return
+        lat = lat * 65536 + self._lo
         lon = self._angle(4, 3)
         if self._empty:
             self.gga_q = 0
             self.bad_fields += 1
             return
+        lon_lo = self._lo
         sats = self._dec(7, 0)
-        if self._empty:
+        if self._empty or sats < 0:
             sats = 0
+        elif sats > 255:
+            sats = 255
         hd = self._dec(8, 2)
         hd = 2550 if self._empty else hd
         alt = self._dec(9, 1)
         if self._empty:
             alt = 0
+        elif alt > 32767 or alt < -32768:
+            # the wire carries altitude as i16 decimetres (+-3276.7 m): beyond, the value is
+            # held at the limit and counted (a box above 3,277 m: La Paz, Lhasa)
+            alt = 32767 if alt > 0 else -32768
+            self.alt_out_of_range += 1
         self.gga_lat = lat
-        self.gga_lon = lon
+        self.gga_lon_hi = lon
+        self.gga_lon_lo = lon_lo
         self.gga_sats = sats
         self.gga_hdop = (hd + 5) // 10
         self.gga_alt = alt
@@ -413,7 +460,8 @@ class GNSS:
         self.fix_t_s2020 = t
         self.fix_quality = self.gga_q
         self.lat_e7 = self.rmc_lat
-        self.lon_e7 = self.rmc_lon
+        self.lon_e7_hi = self.rmc_lon_hi
+        self.lon_e7_lo = self.rmc_lon_lo
         self.speed_kmh_x10 = self.rmc_speed
         self.course_x10 = self.rmc_course
         self.sats = self.gga_sats
@@ -423,13 +471,19 @@ class GNSS:
         self._rt[k] = t
         self._rq[k] = self.fix_quality
         self._rlat[k] = self.lat_e7
-        self._rlon[k] = self.lon_e7
+        self._rlonh[k] = self.lon_e7_hi
+        self._rlonl[k] = self.lon_e7_lo
         self._ralt[k] = self.alt_dm
         self._rspd[k] = self.speed_kmh_x10
         self._rcrs[k] = self.course_x10
         self._rsats[k] = self.sats
         self._rhdop[k] = self.hdop_x10
         self.fixes += 1
+
+    # whole longitudes for host tools and tests (a big integer on 32-bit boards: not for the box)
+    lon_e7 = property(lambda self: self.lon_e7_hi * 65536 + self.lon_e7_lo)
+    rmc_lon = property(lambda self: self.rmc_lon_hi * 65536 + self.rmc_lon_lo)
+    gga_lon = property(lambda self: self.gga_lon_hi * 65536 + self.gga_lon_lo)
 
     def has_fix(self, t_s2020):
         return t_s2020 >= 0 and self._rt[t_s2020 % _RING] == t_s2020
@@ -442,7 +496,8 @@ class GNSS:
             return False
         sample.fix_quality = self._rq[k]
         sample.lat_e7 = self._rlat[k]
-        sample.lon_e7 = self._rlon[k]
+        sample.lon_e7_hi = self._rlonh[k]
+        sample.lon_e7_lo = self._rlonl[k]
         sample.alt_dm = self._ralt[k]
         sample.speed_kmh_x10 = self._rspd[k]
         sample.course_x10 = self._rcrs[k]

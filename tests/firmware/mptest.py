@@ -34,6 +34,21 @@ def unhex(s):
     return bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2))
 
 
+_lcg = [20240917]
+
+
+def rand_bytes(n):
+    """Pseudo-random bytes, the same sequence on every interpreter and run (fuzzing inputs; the
+    32-bit WebAssembly build has no os.urandom)."""
+    out = bytearray(n)
+    s = _lcg[0]
+    for i in range(n):
+        s = (s * 1103515245 + 12345) & 0x7FFFFFFF
+        out[i] = (s >> 16) & 0xFF
+    _lcg[0] = s
+    return bytes(out)
+
+
 class Fail(Exception):
     pass
 

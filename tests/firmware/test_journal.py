@@ -129,7 +129,7 @@ def test_garbled_tail_is_skipped_never_misread():
     # random garbage appended after good records
     with open(path, "wb") as f:
         f.write(full)
-        f.write(os.urandom(37))
+        f.write(mptest.rand_bytes(37))
     j = J.Journal(d, seg_bytes=100000, max_segs=4).open()
     mptest.eq([s for s, _ in _read_all(j)], [0, 1, 2, 3, 4])
     mptest.eq(j.torn_tails, 1)

@@ -92,6 +92,65 @@ def test_fix_needs_rmc_a_and_gga_of_the_same_second():
     mptest.eq(s.fix_quality, 0)
 
 
+def _sentence(body):
+    c = 0
+    for ch in body:
+        c ^= ord(ch)
+    return ("$%s*%02X\r\n" % (body, c)).encode()
+
+
+def test_out_of_wire_range_fields_are_held_or_refused_and_counted():
+    # altitude beyond the wire's i16 decimetres is held at the limit and counted; a speed or a
+    # field too long for a small integer makes the sentence a bad field (no fix), never a crash
+    g = GNSS(None)
+    g.feed(_sentence("GPRMC,010203.00,A,3953.6183,N,11628.2294,E,12.5,90.0,031226,,,A"))
+    g.feed(_sentence("GPGGA,010203.00,3953.6183,N,11628.2294,E,1,300,0.9,3656.1,M,0,M,,"))
+    mptest.eq(g.fixes, 1)
+    mptest.eq(g.alt_dm, 32767)
+    mptest.eq(g.alt_out_of_range, 1)
+    mptest.eq(g.sats, 255)
+    bad = g.bad_fields
+    g.feed(_sentence("GPRMC,010204.00,A,3953.6183,N,11628.2294,E,999999.0,90.0,031226,,,A"))
+    g.feed(_sentence("GPRMC,010205.00,A,3953.6183,N,11628.2294,E,1234567890123,90.0,031226,,,A"))
+    g.feed(_sentence("GPRMC,010206.00,A,3953.6183,N,11628.2294,E,1.0,360.5,031226,,,A"))
+    mptest.eq(g.bad_fields, bad + 3)
+    mptest.eq(g.fixes, 1)
+
+
+def test_every_hemisphere_and_the_antimeridian_without_allocating():
+    # longitudes x1e7 beyond 2^30 (east of 107.37 degrees, west of -107.37) are held in halves
+    cases = (("8959.99999", "N", "17959.99999", "E", 899999998, 1799999998),
+             ("3352.1280", "S", "15112.5580", "E", -338688000, 1512093000),
+             ("3436.2220", "S", "05822.8960", "W", -346037000, -583816000),
+             ("6113.0860", "N", "14954.0180", "W", 612181000, -1499003000),
+             ("0000.00000", "N", "00000.00000", "W", 0, 0))
+    lines = []
+    for la, lah, lo, loh, _, _ in cases:
+        lines.append(_sentence("GPRMC,010203.00,A,%s,%s,%s,%s,0.5,,031226,,,A" % (la, lah, lo, loh)))
+        lines.append(_sentence("GPGGA,010203.00,%s,%s,%s,%s,1,9,0.9,50.0,M,0,M,," % (la, lah, lo, loh)))
+    g = GNSS(None)
+    got_lat = [0] * len(cases)
+    got_hi = [0] * len(cases)
+    got_lo = [0] * len(cases)
+    g.feed(lines[0])     # warm: first use of every code path outside the lock
+    g.feed(lines[1])
+    g.fix_t_s2020 = -1
+    micropython.heap_lock()
+    try:
+        for i in range(len(cases)):
+            g.feed(lines[2 * i])
+            g.feed(lines[2 * i + 1])
+            got_lat[i] = g.lat_e7
+            got_hi[i] = g.lon_e7_hi
+            got_lo[i] = g.lon_e7_lo
+            g.fix_t_s2020 = -1      # the same second again counts as a new fix
+    finally:
+        micropython.heap_unlock()
+    for i in range(len(cases)):
+        mptest.eq(got_lat[i], cases[i][4], cases[i][0])
+        mptest.eq(got_hi[i] * 65536 + got_lo[i], cases[i][5], cases[i][2])
+
+
 def test_no_fix_sentences_never_make_a_fix():
     g = GNSS(None, {"min_year": 2000})
     for v in V:
@@ -119,10 +178,9 @@ def test_resync_after_garbage_split_and_glued_sentences():
 
 
 def test_random_bytes_never_raise():
-    import os
     g = GNSS(None)
     for i in range(200):
-        g.feed(os.urandom(64))
+        g.feed(mptest.rand_bytes(64))
     g.feed(b"$" + b"9" * 200 + b"\r\n")
     g.feed(b"$GPRMC,99,A,xx.y,N,,E,..,..,999999,,,A*00\r\n")
     mptest.true(True)

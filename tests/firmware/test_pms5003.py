@@ -134,10 +134,9 @@ def test_split_and_glued_frames_resync():
 
 
 def test_random_bytes_never_raise():
-    import os
     u, p = _driver()
     for i in range(300):
-        u.load(os.urandom(48) + b"\x42\x4d\x00\x1c" + os.urandom(28))
+        u.load(mptest.rand_bytes(48) + b"\x42\x4d\x00\x1c" + mptest.rand_bytes(28))
         p.poll(NOW)
         p.fill(wire.Sample(b"x"), NOW)
     mptest.true(p.bytes_skipped > 0)
