@@ -85,14 +85,7 @@ MUX_HOLD_MS = 600
 SEG_BYTES = 65536
 
 
-def journal_segments(flash_bytes):
-    """64 KiB journal segments for the flash size: the 4 MB module leaves ~1.5 MB of littlefs
-    (16 segments, ~1.1 days at 10 s), the 16 MB one ~12 MB (160 segments, ~11 days)."""
-    if flash_bytes >= 16 * 1024 * 1024:
-        return 160
-    if flash_bytes >= 8 * 1024 * 1024:
-        return 64
-    return 16
+JOURNAL_PARTITION = "journal"   # the raw data partition of the project's partition table
 
 
 class Board(BoardBase):
@@ -112,11 +105,6 @@ class Board(BoardBase):
         self.broker_host = host or "127.0.0.1"
         self.broker_port = int(port)
         self.answer_timeout_ms = ANSWER_TIMEOUT_MS
-        try:
-            import esp
-            self.journal_max_segs = journal_segments(esp.flash_size())
-        except (ImportError, AttributeError):
-            pass
         kit = cfg.get("modules") or DEFAULT_KIT
         self.plan = []
         self.gnss_uart = machine.UART(GNSS_UART, baudrate=GNSS_BAUD, tx=GNSS_TX, rx=GNSS_RX,
@@ -259,6 +247,21 @@ class Board(BoardBase):
         return self.rssi
 
     # -- supervision and time -------------------------------------------------------------------
+    def open_journal(self):
+        """The record ring on the raw "journal" partition (`envbox flash` writes the partition
+        table that has one: one write per record, one erase per 4 KiB sector and lap); without
+        it, segment files on littlefs (about 21 x the flash writes: docs/firmware.md, "Flash")."""
+        try:
+            import esp32
+            p = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=JOURNAL_PARTITION)
+        except (ImportError, AttributeError):
+            p = None
+        if p:
+            from firmware.journal_ring import RingJournal
+            return RingJournal(p[0]).open()
+        self.log("no %r partition: journal in littlefs files" % JOURNAL_PARTITION)
+        return BoardBase.open_journal(self)
+
     def reset_cause(self):
         c = machine.reset_cause()
         if c == getattr(machine, "WDT_RESET", -1):

@@ -6,12 +6,26 @@
 # counter (virtual milliseconds), and the broker address (ENVBOX_BROKER=host:port).
 #
 # Environment: ENVBOX_SIM_JSON (path of sim.json, required), ENVBOX_BROKER (default
-# 127.0.0.1:1883), ENVBOX_DEVICE (overrides sim.json's device id), ENVBOX_STATE_DIR (the box's
-# flash: journal, state.json, config.json; default sim.json's "state_dir", else ./envbox-state in
-# the working directory, so a restarted firmware finds its journal), ENVBOX_JOURNAL_SEGS and
-# ENVBOX_JOURNAL_SEG_BYTES (journal capacity, for tests of a full journal), ENVBOX_MQTT_USER and
+# 127.0.0.1:1883), ENVBOX_DEVICE (overrides sim.json's device id), ENVBOX_MQTT_USER and
 # ENVBOX_MQTT_PASSWORD (broker login), ENVBOX_MQTT_TLS_CA (PEM file: connect with TLS and verify
-# the broker against it).
+# the broker against it), and the flash:
+#
+#   ENVBOX_STATE_DIR   the directory that holds the box's flash: the image file flash.bin, or with
+#                      ENVBOX_FLASH=host the state files themselves (default sim.json's
+#                      "state_dir", else ./envbox-state), so a restarted firmware finds its data
+#   ENVBOX_FLASH       esp32 (default): a 4 MB chip with the project's partition table, state on
+#                      littlefs ("vfs", 512 KiB) and the journal as a record ring on the raw
+#                      "journal" partition (1.5 MiB); pico_w: the RP2040's 848 KiB littlefs holding
+#                      the firmware's files, the state and the journal's segment files; host: a
+#                      host directory (no flash semantics: an option for debugging, not the default)
+#   ENVBOX_FLASH_JOURNAL_BYTES   the journal's size (the ring partition, or the segment files'
+#                      cap), for tests of a full journal
+#   ENVBOX_FLASH_CUT_AT, ENVBOX_FLASH_TORN   cut the power at the N-th flash program or erase of
+#                      this run (that write torn to TORN bytes, nothing after it, the process
+#                      killed): boards/simflash.py
+#   ENVBOX_TICKS_START the tick counter's value at the simulation's t0 (default 2^30 - 60 s: every
+#                      run crosses the wrap of time.ticks_ms in its first virtual minute, as a box
+#                      does every 12.4 days)
 #
 # No NTP (ntp_s2020 returns None: the simulator's GNSS is the time source). The watchdog is
 # emulated on the virtual clock: the io loop checks it, and on expiry the board writes
@@ -32,6 +46,8 @@ from firmware.drivers.nmea import GNSS
 
 NAME = "sim"
 _TICKS_MASK = (1 << 30) - 1
+_TICKS_START = (1 << 30) - 60000
+_MOUNT = "/data"
 
 
 class PtyUART:
@@ -180,6 +196,9 @@ class Board(BoardBase):
             self.mqtt_user = user.encode()
             self.mqtt_password = (os.getenv("ENVBOX_MQTT_PASSWORD") or "").encode()
         self.keepalive_s = 30
+        # acknowledgements come from a gateway running in wall time; resend after 5 s of none
+        self.ack_timeout_ms = int(os.getenv("ENVBOX_ACK_TIMEOUT_MS") or 5000)
+        self.ack_timeout_max_ms = 60000
         self.connect_timeout_ms = 5000
         self.backoff_min_ms = 200
         self.backoff_max_ms = 5000
@@ -188,14 +207,13 @@ class Board(BoardBase):
         self.poll_ms = 3
         self.answer_timeout_ms = self._v(max(1000, int(150 * warp)), 5000)
         self.fix_wait_ms = self._v(max(1500, int(150 * warp)), 5000)
-        self.state_dir = (os.getenv("ENVBOX_STATE_DIR") or cfg.get("state_dir")
-                          or os.getcwd() + "/envbox-state")
-        segs = os.getenv("ENVBOX_JOURNAL_SEGS")
-        if segs:
-            self.journal_max_segs = int(segs)
-        sb = os.getenv("ENVBOX_JOURNAL_SEG_BYTES")
-        if sb:
-            self.journal_seg_bytes = int(sb)
+        flash_dir = (os.getenv("ENVBOX_STATE_DIR") or cfg.get("state_dir")
+                     or os.getcwd() + "/envbox-state")
+        self._ticks0 = int(os.getenv("ENVBOX_TICKS_START") or _TICKS_START)
+        self._setup_flash(flash_dir, os.getenv("ENVBOX_FLASH") or "esp32",
+                          int(os.getenv("ENVBOX_FLASH_JOURNAL_BYTES") or 0),
+                          int(os.getenv("ENVBOX_FLASH_CUT_AT") or 0),
+                          int(os.getenv("ENVBOX_FLASH_TORN") or 0))
         self._wdt_ms = 0
         self._wdt_fed = 0
         run_until = cfg.get("run_until_virtual_s")
@@ -230,10 +248,64 @@ class Board(BoardBase):
     def _v(ms, cap):
         return ms if ms < cap else cap
 
+    # ---- flash
+    def _setup_flash(self, flash_dir, kind, journal_bytes, cut_at, torn):
+        self.flash_kind = kind
+        self.flash = None
+        self._ring = None
+        if kind == "host":
+            self.state_dir = flash_dir
+            if journal_bytes:
+                self.journal_max_bytes = journal_bytes
+            return
+        import vfs
+        from boards.simflash import FIRMWARE_FILES_BYTES, LAYOUTS, NorFlash, Partition
+        if kind not in LAYOUTS:
+            raise OSError("ENVBOX_FLASH=%s: one of esp32, pico_w, host" % kind)
+        try:
+            os.mkdir(flash_dir)
+        except OSError:
+            pass
+        size, parts = LAYOUTS[kind]
+        self.flash = NorFlash(flash_dir + "/flash.bin", size, cut_at=cut_at, torn=torn)
+        lfs = None
+        for label, start, psize, what in parts:
+            if what == "lfs":
+                lfs = Partition(self.flash, start, psize, label)
+            elif what == "raw":
+                if journal_bytes:
+                    psize = journal_bytes // 4096 * 4096
+                self._ring = Partition(self.flash, start, psize, label)
+        fresh = False
+        try:
+            fs = vfs.VfsLfs2(lfs)
+        except OSError:
+            # a new (erased) chip: format it, as MicroPython's _boot.py does on first boot
+            vfs.VfsLfs2.mkfs(lfs)
+            fs = vfs.VfsLfs2(lfs)
+            fresh = True
+        vfs.mount(fs, _MOUNT)
+        self.state_dir = _MOUNT
+        if fresh:
+            # the firmware's own files take their room on the device's filesystem
+            with open(_MOUNT + "/firmware.placeholder", "wb") as f:
+                z = bytes(1024)
+                for _ in range(FIRMWARE_FILES_BYTES // 1024):
+                    f.write(z)
+        if journal_bytes and self._ring is None:
+            self.journal_max_bytes = journal_bytes
+
+    def open_journal(self):
+        if self._ring is not None:
+            from firmware.journal_ring import RingJournal
+            return RingJournal(self._ring).open()
+        return BoardBase.open_journal(self)
+
     def ticks_ms(self):
-        """Virtual milliseconds since the simulation's t0, masked like time.ticks_ms()."""
+        """Virtual milliseconds since the simulation's t0 plus ENVBOX_TICKS_START, masked like
+        time.ticks_ms() (so it wraps 60 virtual s into every run by default)."""
         w = time.time_ns() // 1000 - self._t0_wall_us
-        return (w * self._warp_milli // 1000000) & _TICKS_MASK
+        return (self._ticks0 + w * self._warp_milli // 1000000) & _TICKS_MASK
 
     def log(self, msg):
         print("[%s %d] %s" % (NAME, self.ticks_ms() // 1000, msg))
@@ -249,6 +321,10 @@ class Board(BoardBase):
     # ---- emulated reset cause and watchdog (virtual time)
     def _cause_path(self):
         return self.state_dir + "/reset_cause"
+
+    def flash_stats(self):
+        """(bytes programmed, sectors erased) by this run, or None on a host directory."""
+        return None if self.flash is None else (self.flash.programmed, self.flash.erases)
 
     def reset_cause(self):
         try:

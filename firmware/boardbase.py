@@ -14,11 +14,19 @@ class BoardBase:
     mqtt_user = None
     mqtt_password = None
     mqtt_ssl = None               # an ssl context/params for TLS, or None
+    mqtt_server_hostname = None   # the name the broker's certificate must carry (TLS)
     keepalive_s = 60
     connect_timeout_ms = 10000
     backoff_min_ms = 1000         # reconnect backoff: doubles up to max, with jitter
     backoff_max_ms = 60000
     max_inflight = 20             # QoS 1 messages awaiting PUBACK at once (one kept for live)
+    # end-to-end acknowledgement (firmware/uplink.py): sent samples a gateway has not
+    # acknowledged after this long (wall ms) are sent again; the wait doubles while no
+    # acknowledgement comes, up to the max (a gateway away for days costs a resend every 6 h)
+    ack_timeout_ms = 300000
+    ack_timeout_max_ms = 6 * 3600 * 1000
+    link = None                   # the network supervisor (firmware/link.py), where there is one
+    max_packet_bytes = 4096       # largest MQTT packet the box reads (bigger ones: read past)
     io_timeout_ms = 10000         # bound on any single socket write (a stalled link raises)
     ntp_timeout_s = 1             # NTP (only while GNSS has not set the clock) blocks this long
 
@@ -29,15 +37,17 @@ class BoardBase:
     fix_wait_ms = 1500            # how long past a grid second to wait for that second's fix
     hold_slots = 12               # samples held in RAM before the clock is known (2 min at 10 s)
 
-    # flash: the journal and small persisted state (docs/firmware.md, "Journal")
-    state_dir = "/data"           # on a device: a littlefs directory; the sim board: a host dir
-    # Capacity = journal_seg_bytes * journal_max_segs. A sample record is about 105 bytes
-    # (12 bytes of record framing + the ~93-byte wire payload of the full kit), 8,640 a day at
-    # 10 s: ~0.9 MB a day. 16 x 64 KiB = 1 MiB = ~1.1 days fits a 4 MB ESP32 (about 1.5 MB
-    # littlefs partition); a 16 MB module's ~12 MB partition takes 160 x 64 KiB = 10 MiB =
-    # ~11 days. Full: the oldest segment is deleted and its unsent samples counted as dropped.
-    journal_seg_bytes = 65536
-    journal_max_segs = 16
+    # flash: the journal and small persisted state (docs/firmware.md, "Journal" and "Flash").
+    # A board with a raw "journal" partition returns a RingJournal from open_journal(); the
+    # default keeps segment files in state_dir/journal, sized at boot from what the file system
+    # has free (os.statvfs) minus journal_reserve_bytes for the box's other files, or
+    # journal_max_bytes when that is set. A sample record is about 105 bytes with the full kit,
+    # 8,640 a day at 10 s: ~0.9 MB a day. Full: the oldest data is dropped and its unsent samples
+    # counted as dropped.
+    state_dir = "/data"           # on a device: a littlefs directory
+    journal_seg_bytes = 32768
+    journal_max_bytes = 0         # 0: size from statvfs at boot
+    journal_reserve_bytes = 65536
     batch_bytes = 2048            # catch-up batch buffer (one MQTT payload, ~60 samples)
     batch_max_samples = 60        # samples per catch-up batch (10 min at 10 s)
     wdt_timeout_ms = 60000        # watchdog: at least 3 sampling periods; fed by good cycles
@@ -47,6 +57,13 @@ class BoardBase:
     # hardware, set by the board
     gnss = None
     sensors = ()
+
+    def open_journal(self):
+        """The box's journal store, opened (recovered): segment files under state_dir."""
+        from .journal_files import FileJournal
+        return FileJournal(self.state_dir + "/journal", seg_bytes=self.journal_seg_bytes,
+                           max_bytes=self.journal_max_bytes,
+                           reserve_bytes=self.journal_reserve_bytes).open()
 
     def ticks_ms(self):
         """Board clock in ms (virtual on the sim board); wraps like time.ticks_ms()."""

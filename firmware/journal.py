@@ -1,12 +1,15 @@
 # The box's store-and-forward journal on flash: every sample is appended here before it is
-# published, and released only after the broker's PUBACK (docs/firmware.md, "Journal").
+# published, and released only when a gateway acknowledges that it holds it (wire.KIND_ACK;
+# docs/firmware.md, "Journal" and "End-to-end acknowledgement").
 #
-# Files in one directory, a ring of segment files named by a growing number (00000001.jnl, ...).
-# Records are appended to the newest segment; a segment that reaches seg_bytes is closed and a new
-# one opened. At most max_segs segments exist: rotating past that deletes the oldest one, and the
-# unreleased records it held are counted in dropped (the bounded drop policy: oldest first).
-# Segments whose records are all released are deleted at rotation too, so a box that is online
-# keeps only the current segment and its predecessor on flash.
+# Two stores share the record format, the release cursor and the reader's interface (this
+# module); each lives in its own module so a box loads only the one it uses:
+#   FileJournal (journal_files) segment files in a directory: littlefs on a Pico W (no raw flash
+#                               there), a host directory on a Raspberry Pi
+#   RingJournal (journal_ring)  records written in place on a raw flash partition, one erase per
+#                               4 KiB sector per lap: the ESP32 with the project's partition table
+# The board chooses (BoardBase.open_journal). Measured write amplification of both on the
+# simulated flash: docs/firmware.md, "Flash".
 #
 # Record (little-endian), 12 + n bytes:
 #   u8  magic      0xEB
@@ -16,19 +19,20 @@
 #   n   payload    the wire payload (firmware/wire.py, KIND_SAMPLE)
 #   u16 crc        CRC-16/CCITT-FALSE over n, seq, released and payload
 # The CRC sits after the payload, so a record cut anywhere (power cut mid-write) fails it; a torn
-# or garbled record ends the readable part of its segment: it and anything after it in that
-# segment are skipped and counted (torn_tails), never misread. Appending resumes in a new segment
-# after a torn tail, so good records are never written behind garbage.
+# or garbled record ends the readable part of its segment: it and anything after it there are
+# skipped and counted (torn_tails), never misread. Appending resumes in a new segment after a
+# torn tail, so good records are never written behind garbage.
 #
 # The release cursor costs no extra writes: each appended record carries it. After a crash the
 # cursor of the last record is used, so samples acknowledged after the last append are sent once
-# more, with identical bytes (at-least-once; the gateway's rows are keyed by device and time).
+# more, with identical bytes (at-least-once; the gateway stores a sample once by device and seq).
+# Acknowledgements above the cursor (a gateway may hold seq 900 before 850 arrives) are kept in
+# RAM, a few ranges (Acked), and lost at a reboot: those samples are sent again.
 #
-# No allocation on append or read: one preallocated header buffer, files opened once, the CRC a
-# table of small integers (array 'H'); binascii.crc32 would return a boxed integer on 32-bit
-# ports and needs an exact-length slice.
+# No allocation on append or read: preallocated buffers, the CRC a table of small integers (array
+# 'H'); binascii.crc32 would return a boxed integer on 32-bit ports and needs an exact-length
+# slice.
 
-import os
 import struct
 
 from array import array
@@ -43,7 +47,7 @@ MAGIC = const(0xEB)
 HDR_BYTES = const(10)      # magic, n, seq, released
 REC_OVERHEAD = const(12)   # header + crc
 MAX_PAYLOAD = const(255)
-SUFFIX = ".jnl"
+ACK_SLOTS = const(8)       # acknowledged ranges kept above the cursor
 
 
 def _crc_table():
@@ -67,268 +71,182 @@ def crc16(buf, start, end, crc=0xFFFF):
     return crc
 
 
-def _seg_name(d, segno):
-    return "%s/%08d%s" % (d, segno, SUFFIX)
+def u32(b, p):
+    """Little-endian u32 at b[p] (seqs stay below 2^30: a small integer on 32-bit ports)."""
+    return b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)
 
 
-def _isfile(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
+class Acked:
+    """The release cursor and what a gateway acknowledged above it. Every seq < released is
+    acknowledged; lo[k] <= seq < hi[k] for k < n is too. At most ACK_SLOTS ranges are kept (the
+    ones nearest the cursor): a range that does not fit is forgotten and its samples are sent
+    again, which is safe."""
+
+    def __init__(self):
+        self.released = 0
+        self.lo = array("i", bytes(4 * ACK_SLOTS))
+        self.hi = array("i", bytes(4 * ACK_SLOTS))
+        self.n = 0
+
+    def add(self, a, b):
+        """seqs a..b-1 are held by a gateway. Returns True if the cursor moved."""
+        if b <= self.released:
+            return False
+        if a <= self.released:
+            self.released = b
+            self._absorb()
+            return True
+        lo = self.lo
+        hi = self.hi
+        n = self.n
+        # merge with an overlapping or touching range
+        for k in range(n):
+            if a <= hi[k] and b >= lo[k]:
+                if a < lo[k]:
+                    lo[k] = a
+                if b > hi[k]:
+                    hi[k] = b
+                self._coalesce()
+                return False
+        # insert in order; when full, the range farthest above the cursor is forgotten
+        k = n
+        while k > 0 and lo[k - 1] > a:
+            k -= 1
+        if n == ACK_SLOTS:
+            if k == n:
+                return False
+            n -= 1
+        i = n
+        while i > k:
+            lo[i] = lo[i - 1]
+            hi[i] = hi[i - 1]
+            i -= 1
+        lo[k] = a
+        hi[k] = b
+        self.n = n + 1
         return False
 
+    def _coalesce(self):
+        lo = self.lo
+        hi = self.hi
+        k = 0
+        while k + 1 < self.n:
+            if lo[k + 1] <= hi[k]:
+                if hi[k + 1] > hi[k]:
+                    hi[k] = hi[k + 1]
+                self._remove(k + 1)
+            else:
+                k += 1
 
-class Reader:
-    """Reads records in order from a position, across segments. read() fills a caller buffer."""
+    def _remove(self, k):
+        lo = self.lo
+        hi = self.hi
+        for i in range(k, self.n - 1):
+            lo[i] = lo[i + 1]
+            hi[i] = hi[i + 1]
+        self.n -= 1
 
-    def __init__(self, journal):
-        self.j = journal
-        self.segno = 0
-        self.off = 0
-        self.f = None
-        self.seq = -1          # seq of the record last returned
-        self.n = 0
-        self._h = bytearray(HDR_BYTES)
-        self._c = bytearray(2)
+    def _absorb(self):
+        # ranges now at or below the cursor join it
+        while self.n and self.lo[0] <= self.released:
+            if self.hi[0] > self.released:
+                self.released = self.hi[0]
+            self._remove(0)
 
-    def close(self):
-        if self.f is not None:
-            self.f.close()
-            self.f = None
+    def set_released(self, r):
+        if r > self.released:
+            self.released = r
+            self._absorb()
 
-    def seek_seq(self, seq):
-        """Position before the first record with seq >= `seq` (scans headers, boot/connect only)."""
-        self.close()
-        j = self.j
-        # find the last segment whose first seq <= seq
-        s = j.first_seg
-        k = s
-        while k <= j.cur_seg:
-            fs = j.first_seq_of(k)
-            if fs >= 0 and fs <= seq:
-                s = k
-            k += 1
-        self.segno = s
-        self.off = 0
-        while True:
-            sq = self._peek()
-            if sq < 0:
-                return          # at the end of what is readable: later appends come next
-            if sq >= seq:
-                self.off -= REC_OVERHEAD + self.n    # back to that record's start
-                return
+    def covers(self, seq):
+        if seq < self.released:
+            return True
+        for k in range(self.n):
+            if self.lo[k] <= seq < self.hi[k]:
+                return True
+        return False
 
-    def seek_end(self):
-        """Position at the journal's append point (only records appended later are read)."""
-        self.close()
-        self.segno = self.j.cur_seg
-        self.off = self.j.cur_off
-
-    def _open(self):
-        if self.f is None:
-            try:
-                self.f = open(_seg_name(self.j.dir, self.segno), "rb")
-            except OSError:
-                return False
-        return True
-
-    def _next_seg(self):
-        self.close()
-        if self.segno >= self.j.cur_seg:
-            return False
-        self.segno += 1
-        if self.segno < self.j.first_seg:
-            self.segno = self.j.first_seg
-        self.off = 0
-        return True
-
-    def _peek(self, buf=None):
-        """Read the record at off (payload into buf if given); advance; return its seq, or -1 at
-        the end of what is readable now."""
-        j = self.j
-        while True:
-            if self.segno < j.first_seg:          # our segment was dropped under us
-                self.close()
-                self.segno = j.first_seg
-                self.off = 0
-            if not self._open():
-                if not self._next_seg():
-                    return -1
-                continue
-            f = self.f
-            f.seek(self.off)
-            h = self._h
-            got = f.readinto(h)
-            n = h[1]
-            ok = got == HDR_BYTES and h[0] == MAGIC
-            if ok:
-                if buf is not None and n <= len(buf):
-                    ok = (f.readinto(buf, n) if n else 0) == n
-                    crc = crc16(buf, 0, n, crc16(h, 1, HDR_BYTES))
-                else:
-                    crc = crc16(h, 1, HDR_BYTES)
-                    b = j._skipbuf
-                    left = n
-                    while ok and left:
-                        k = left if left < len(b) else len(b)
-                        ok = f.readinto(b, k) == k
-                        crc = crc16(b, 0, k, crc)
-                        left -= k
-                ok = ok and f.readinto(self._c) == 2 and \
-                    (self._c[0] | (self._c[1] << 8)) == crc
-            if ok:
-                self.off += REC_OVERHEAD + n
-                self.n = n
-                return h[2] | (h[3] << 8) | (h[4] << 16) | (h[5] << 24)
-            # nothing more in this segment: either the live end of the current segment, or a
-            # torn/garbled tail of an older one (skip the rest of that segment)
-            if self.segno >= j.cur_seg:
-                return -1
-            if got:
-                j.note_torn(self.segno, self.off)
-            if not self._next_seg():
-                return -1
-
-    def read(self, buf):
-        """Next sample record with its payload in buf: returns the payload length (self.seq is
-        its seq), 0 when nothing more is readable now. Cursor marks are skipped."""
-        while True:
-            sq = self._peek(buf)
-            if sq < 0:
-                return 0
-            if self.n:
-                self.seq = sq
-                return self.n
+    def above(self, upto):
+        """How many seqs in [released, upto) are acknowledged."""
+        c = 0
+        for k in range(self.n):
+            h = self.hi[k] if self.hi[k] < upto else upto
+            if h > self.lo[k]:
+                c += h - self.lo[k]
+        return c
 
 
-class Journal:
-    def __init__(self, directory, seg_bytes=65536, max_segs=16):
-        self.dir = directory
-        self.seg_bytes = seg_bytes
-        self.max_segs = max_segs
-        self.first_seg = 1
-        self.cur_seg = 1
-        self.cur_off = 0
-        self._f = None
-        self._h = bytearray(HDR_BYTES)
-        self._c = bytearray(2)
-        self._skipbuf = bytearray(64)
+class JournalBase:
+    """What both stores share: counters, the cursor, acknowledgements."""
+
+    def __init__(self):
         self.next_seq = 0          # seq the next appended sample gets
-        self.released = 0          # every seq < released is acknowledged
+        self.acked = Acked()
         self.appended = 0
-        self.dropped = 0           # unreleased records deleted because the journal was full
-        self.torn_tails = 0        # segments whose tail was unreadable
-        self.bytes_written = 0
-        self.rotations = 0
+        self.dropped = 0           # unacknowledged samples overwritten because the store was full
+        self.torn_tails = 0        # segments/sectors whose tail was unreadable
+        self.bytes_written = 0     # record bytes written (what the store wrote: see flash stats)
         self.write_errors = 0
-        self._broken = False
-        self._torn_seen = {}
-        self._first_seq_cache = {}
+        self.capacity_bytes = 0
+        self._h = bytearray(HDR_BYTES)
+        self._c = bytearray(2)
 
-    # ------------------------------------------------------------ opening / recovery
-    def open(self):
-        """Find the segments, recover next_seq and released from the newest good record, and
-        open the append point (a new segment after a torn tail)."""
-        try:
-            os.mkdir(self.dir)
-        except OSError:
-            pass
-        nums = []
-        for name in os.listdir(self.dir):
-            if name.endswith(SUFFIX) and len(name) == 8 + len(SUFFIX):
-                try:
-                    nums.append(int(name[:8]))
-                except ValueError:
-                    pass
-        nums.sort()
-        if nums:
-            self.first_seg = nums[0]
-            self.cur_seg = nums[-1]
-        else:
-            self.first_seg = self.cur_seg = 1
-        # scan from the newest segment back to the first that holds a good record
-        r = Reader(self)
-        k = self.cur_seg
-        last = -1
-        while k >= self.first_seg:
-            r.close()
-            r.segno = k
-            r.off = 0
-            sq = -1
-            good_end = 0
-            # in this loop cur_seg is k, so a bad record ends the scan without skipping on
-            save = self.cur_seg
-            self.cur_seg = k
-            while True:
-                s2 = r._peek()
-                if s2 < 0:
-                    break
-                sq = s2 if r.n else s2 - 1      # a mark carries next_seq, a sample its own
-                good_end = r.off
-                self.released = r._h[6] | (r._h[7] << 8) | (r._h[8] << 16) | (r._h[9] << 24)
-            self.cur_seg = save
-            if k == self.cur_seg:
-                size = self._size(k)
-                if size > good_end:
-                    # torn or garbled tail in the newest segment: append in a fresh one
-                    self.torn_tails += 1
-                    self._torn_seen[k] = 1
-                    self.cur_seg = k + 1
-                    self.cur_off = 0
-                else:
-                    self.cur_off = good_end
-            if sq >= 0:
-                last = sq
-                break
-            k -= 1
-        r.close()
-        if last >= 0:
-            self.next_seq = last + 1
-        if self.released > self.next_seq:
-            self.released = self.next_seq
-        self._f = open(_seg_name(self.dir, self.cur_seg), "ab")
-        return self
-
-    def _size(self, segno):
-        try:
-            return os.stat(_seg_name(self.dir, segno))[6]
-        except OSError:
-            return 0
-
-    def first_seq_of(self, segno):
-        """seq of the first record of a segment (-1 if none); cached, the file is immutable
-        once it has a first record."""
-        c = self._first_seq_cache.get(segno)
-        if c is not None:
-            return c
-        try:
-            f = open(_seg_name(self.dir, segno), "rb")
-        except OSError:
-            return -1
-        try:
-            h = bytearray(HDR_BYTES)
-            if f.readinto(h) != HDR_BYTES or h[0] != MAGIC:
-                return -1
-        finally:
-            f.close()
-        v = h[2] | (h[3] << 8) | (h[4] << 16) | (h[5] << 24)
-        self._first_seq_cache[segno] = v
-        return v
-
-    def note_torn(self, segno, off):
-        if segno not in self._torn_seen:
-            self._torn_seen[segno] = 1
-            self.torn_tails += 1
+    @property
+    def released(self):
+        return self.acked.released
 
     def start_seq(self, seq):
         """A journal without records (new box) continues numbering from the persisted state."""
         if self.next_seq < seq:
             self.next_seq = seq
-            if self.released < seq:
-                self.released = seq
+            self.acked.set_released(seq)
 
-    # ------------------------------------------------------------ appending
+    def ack(self, lo, hi):
+        """A gateway holds seqs lo..hi-1 durably (wire.KIND_ACK). Returns True if the release
+        cursor moved (persisted with the next record or mark)."""
+        if hi > self.next_seq:
+            hi = self.next_seq     # never past what exists (a stale ack from an older life)
+        if lo >= hi:
+            return False
+        return self.acked.add(lo, hi)
+
+    def release(self, upto):
+        """Every seq < upto is acknowledged."""
+        if upto > self.next_seq:
+            upto = self.next_seq
+        self.acked.set_released(upto)
+
+    def covers(self, seq):
+        return self.acked.covers(seq)
+
+    def depth(self):
+        """Samples journaled and not yet acknowledged by a gateway."""
+        a = self.acked
+        return self.next_seq - a.released - a.above(self.next_seq)
+
+    def _header(self, n, seq, buf):
+        h = self._h
+        h[0] = MAGIC
+        h[1] = n
+        struct.pack_into("<II", h, 2, seq, self.acked.released)
+        crc = crc16(h, 1, HDR_BYTES)
+        if n:
+            crc = crc16(buf, 0, n, crc)
+        c = self._c
+        c[0] = crc & 0xFF
+        c[1] = crc >> 8
+
+    def _count_dropped(self, lo, hi):
+        """The records lo..hi-1 are gone (store full): count the unacknowledged ones and move
+        the cursor past them."""
+        a = self.acked
+        if hi <= a.released:
+            return
+        if lo < a.released:
+            lo = a.released
+        self.dropped += (hi - lo) - a.above(hi) + a.above(lo)
+        a.set_released(hi)
+
     def append(self, buf, n):
         """Append one sample (wire payload buf[:n]) under seq next_seq; return its seq."""
         seq = self.next_seq
@@ -341,80 +259,4 @@ class Journal:
         """Persist the release cursor without a sample (end of a catch-up, clean shutdown)."""
         self._write(None, 0, self.next_seq)
 
-    def _write(self, buf, n, seq):
-        if self._broken or (self.cur_off and self.cur_off + REC_OVERHEAD + n > self.seg_bytes):
-            # a failed write may have left part of a record: never append behind it
-            self._broken = True
-            self._rotate()
-            self._broken = False
-        h = self._h
-        h[0] = MAGIC
-        h[1] = n
-        struct.pack_into("<II", h, 2, seq, self.released)
-        crc = crc16(h, 1, HDR_BYTES)
-        if n:
-            crc = crc16(buf, 0, n, crc)
-        c = self._c
-        c[0] = crc & 0xFF
-        c[1] = crc >> 8
-        f = self._f
-        try:
-            f.write(h)
-            if n:
-                f.write(buf, n)
-            f.write(c)
-            f.flush()      # one record = one durable step (littlefs commits on flush/sync)
-        except OSError:
-            self._broken = True     # flash full or failing: the caller counts it
-            self.write_errors += 1
-            raise
-        self.cur_off += REC_OVERHEAD + n
-        self.bytes_written += REC_OVERHEAD + n
 
-    def _rotate(self):
-        try:
-            self._f.close()
-        except OSError:
-            pass
-        self.cur_seg += 1
-        self.cur_off = 0
-        self.rotations += 1
-        # delete segments all of whose records are released, then enforce the bound
-        while self.first_seg < self.cur_seg:
-            nxt = self.first_seq_of(self.first_seg + 1) if self.first_seg + 1 < self.cur_seg \
-                else self.next_seq
-            full = self.cur_seg - self.first_seg >= self.max_segs
-            if nxt >= 0 and nxt > self.released and not full:
-                break
-            if nxt > self.released:
-                lo = self.first_seq_of(self.first_seg)
-                if lo < self.released:
-                    lo = self.released
-                if nxt > lo:
-                    self.dropped += nxt - lo
-                self.released = nxt
-            self._delete(self.first_seg)
-            self.first_seg += 1
-        self._f = open(_seg_name(self.dir, self.cur_seg), "ab")
-
-    def _delete(self, segno):
-        try:
-            os.remove(_seg_name(self.dir, segno))
-        except OSError:
-            pass
-        self._first_seq_cache.pop(segno, None)
-
-    # ------------------------------------------------------------ releasing
-    def release(self, upto):
-        """Every seq < upto is acknowledged (RAM; persisted with the next record)."""
-        if upto > self.released:
-            self.released = upto if upto <= self.next_seq else self.next_seq
-
-    def depth(self):
-        """Samples journaled and not yet acknowledged."""
-        return self.next_seq - self.released
-
-    def close(self):
-        if self._f is not None:
-            self._f.close()
-            self._f = None

@@ -8,7 +8,18 @@
 # keepalive, and every wait bounded by a timeout. That is ~200 lines.
 #
 # Every coroutine here may raise OSError on a broken link; the caller (uplink) catches, closes and
-# reconnects. Nothing here touches the sampler.
+# reconnects. Nothing here touches the sampler. read_loop never raises: when the link breaks it
+# records why (`error`) and returns, so its task ends cleanly (no "Task exception wasn't
+# retrieved" when a broker dies) and the sender sees the task done.
+#
+# Two tasks write to the socket: the sender (PUBLISH, PINGREQ) and the reader (PUBACK for the
+# QoS 1 messages it receives). MicroPython's asyncio lets one writer at a time wait in drain(),
+# so every write goes through one lock.
+#
+# A packet larger than max_packet (a config document far past its limit, a hostile publisher) is
+# read past in small pieces without keeping it, acknowledged if it was a QoS 1 PUBLISH, and
+# handed to on_message with payload None: the box reports it and the session goes on (a retained
+# oversize message would otherwise come back on every reconnect and lock the uplink).
 
 import asyncio
 import struct
@@ -57,7 +68,7 @@ def _str(buf, pos, s):
 class MQTTClient:
     def __init__(self, client_id, host, port=1883, keepalive_s=60, clean_session=False,
                  user=None, password=None, will_topic=None, will_msg=None, will_retain=True,
-                 ssl=None, max_packet=4096):
+                 ssl=None, max_packet=4096, server_hostname=None):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -69,6 +80,7 @@ class MQTTClient:
         self.will_msg = will_msg
         self.will_retain = will_retain
         self.ssl = ssl
+        self.server_hostname = server_hostname
         self._r = None
         self._w = None
         self._hdr = bytearray(8 + 2 + 128)   # fixed header + topic + packet id
@@ -78,11 +90,30 @@ class MQTTClient:
         self.on_message = None     # callback(topic: bytes, payload: bytes, retained: bool)
         self.last_rx_ms = 0
         self.pings_outstanding = 0
+        self.error = None          # why read_loop ended
+        self.oversize = 0          # packets read past for being larger than max_packet
+        self._lock = asyncio.Lock()
+        self._skip = bytearray(64)
+
+    async def _send(self, *bufs):
+        # one writer at a time: the reader's PUBACKs and the sender's PUBLISHes share the stream
+        async with self._lock:
+            w = self._w
+            if w is None:
+                raise MQTTError("not connected")
+            for b in bufs:
+                w.write(b)
+            await w.drain()
 
     async def connect(self, timeout_ms=10000):
-        self._r, self._w = await asyncio.wait_for_ms(
-            asyncio.open_connection(self.host, self.port, ssl=self.ssl)
-            if self.ssl else asyncio.open_connection(self.host, self.port), timeout_ms)
+        if self.ssl:
+            # the certificate is checked against server_hostname (or host), and the clock must
+            # be valid first (certificates carry dates): the uplink waits for it
+            op = asyncio.open_connection(self.host, self.port, ssl=self.ssl,
+                                         server_hostname=self.server_hostname or self.host)
+        else:
+            op = asyncio.open_connection(self.host, self.port)
+        self._r, self._w = await asyncio.wait_for_ms(op, timeout_ms)
         flags = 0x02 if self.clean_session else 0
         size = 10 + 2 + len(self.client_id)
         if self.will_topic:
@@ -111,8 +142,7 @@ class MQTTClient:
             p = _str(pkt, p, self.user)
             if self.password is not None:
                 p = _str(pkt, p, self.password)
-        self._w.write(memoryview(pkt)[:p])
-        await self._w.drain()
+        await self._send(memoryview(pkt)[:p])
         typ, body = await asyncio.wait_for_ms(self._read_packet(), timeout_ms)
         if typ != CONNACK or len(body) != 2:
             raise MQTTError("expected CONNACK")
@@ -121,6 +151,8 @@ class MQTTClient:
         self.session_present = bool(body[0] & 1)
 
     async def _read_packet(self):
+        """(type byte, body). A body longer than max_packet is not kept: the first bytes (enough
+        for a PUBLISH's topic and packet id) come back with `oversize` counting it."""
         r = self._r
         h = await r.readexactly(1)
         n = 0
@@ -134,7 +166,18 @@ class MQTTClient:
             if shift > 21:
                 raise MQTTError("bad remaining length")
         if n > self._max_packet:
-            raise MQTTError("packet too large")
+            keep = 2 + 255 + 2
+            head = await r.readexactly(keep)
+            left = n - keep
+            s = self._skip
+            while left:
+                k = left if left < len(s) else len(s)
+                got = await r.readinto(memoryview(s)[:k])
+                if not got:
+                    raise EOFError
+                left -= got
+            self.oversize += 1
+            return h[0] | 0x100, head
         body = await r.readexactly(n) if n else b""
         return h[0], body
 
@@ -150,10 +193,7 @@ class MQTTClient:
             h[p] = pid >> 8
             h[p + 1] = pid & 0xFF
             p += 2
-        w = self._w
-        w.write(memoryview(h)[:p])
-        w.write(payload)
-        await w.drain()
+        await self._send(memoryview(h)[:p], payload)
 
     async def subscribe(self, topic, pid, qos=1):
         n = len(topic)
@@ -164,43 +204,49 @@ class MQTTClient:
         pkt[p + 1] = pid & 0xFF
         p = _str(pkt, p + 2, topic)
         pkt[p] = qos
-        self._w.write(memoryview(pkt)[:p + 1])
-        await self._w.drain()
+        await self._send(memoryview(pkt)[:p + 1])
 
     async def ping(self):
         self.pings_outstanding += 1
-        self._w.write(b"\xc0\x00")
-        await self._w.drain()
+        await self._send(b"\xc0\x00")
 
     async def read_loop(self, ticks_ms):
-        """Read packets until the link breaks (raises). Dispatches PUBACK and PUBLISH."""
-        while True:
-            typ, body = await self._read_packet()
-            self.last_rx_ms = ticks_ms()
-            t = typ & 0xF0
-            if t == PUBACK:
-                if self.on_puback:
-                    self.on_puback((body[0] << 8) | body[1])
-            elif t == PINGRESP:
-                self.pings_outstanding = 0
-            elif t == PUBLISH:
-                qos = (typ >> 1) & 3
-                tl = (body[0] << 8) | body[1]
-                topic = body[2:2 + tl]
-                p = 2 + tl
-                if qos:
-                    pid = (body[p] << 8) | body[p + 1]
-                    p += 2
-                    self._w.write(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
-                    await self._w.drain()
-                if self.on_message:
-                    self.on_message(topic, body[p:], bool(typ & 1))
-            # SUBACK and others: nothing to do
+        """Read packets until the link breaks; dispatch PUBACK and PUBLISH. Returns (never
+        raises) with `error` saying why it ended."""
+        try:
+            while True:
+                typ, body = await self._read_packet()
+                self.last_rx_ms = ticks_ms()
+                big = typ & 0x100
+                t = typ & 0xF0
+                if t == PUBACK:
+                    if self.on_puback:
+                        self.on_puback((body[0] << 8) | body[1])
+                elif t == PINGRESP:
+                    self.pings_outstanding = 0
+                elif t == PUBLISH:
+                    qos = (typ >> 1) & 3
+                    tl = (body[0] << 8) | body[1]
+                    topic = body[2:2 + tl]
+                    p = 2 + tl
+                    if qos:
+                        pid = (body[p] << 8) | body[p + 1]
+                        p += 2
+                        await self._send(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+                    if self.on_message:
+                        self.on_message(topic, None if big else body[p:], bool(typ & 1))
+                # SUBACK and others: nothing to do
+        except asyncio.CancelledError:
+            self.error = "closed"
+            raise
+        except EOFError:
+            self.error = "connection closed by the broker"
+        except Exception as e:  # noqa: BLE001 - the link is gone; say why
+            self.error = repr(e)
 
     async def disconnect(self):
         try:
-            self._w.write(b"\xe0\x00")
-            await self._w.drain()
+            await self._send(b"\xe0\x00")
         except Exception:  # noqa: BLE001 - closing anyway
             pass
         self.close()

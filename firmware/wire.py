@@ -174,10 +174,6 @@ class WireError(ValueError):
     pass
 
 
-def status_has_value(status):
-    return status == STATUS_OK or status == STATUS_OUT_OF_RANGE
-
-
 class Sample:
     """One sample, preallocated and reused by the firmware (no allocation per sample).
 
@@ -315,13 +311,6 @@ def encode_into(buf, s):
             if c == STATUS_OK or c == STATUS_OUT_OF_RANGE:
                 p = _put_varint(buf, p, val[i])
     return p
-
-
-def encode(s):
-    """Encode to a new bytes object (host side and tests; the firmware uses encode_into)."""
-    buf = bytearray(MAX_SAMPLE_BYTES)
-    n = encode_into(buf, s)
-    return bytes(buf[:n])
 
 
 def decode_into(s, data, end):
@@ -586,45 +575,16 @@ class BatchEncoder:
         return self.p
 
 
-def decode(data):
-    """Decode one KIND_SAMPLE payload into a dict (host side and tests; allocates).
-
-    Raises WireError with a reason for anything that is not a well-formed v1 sample. The decoder
-    lives in wiredecode.py, loaded on first use, so the box (which only encodes) never spends RAM
-    on its bytecode."""
-    from .wiredecode import decode as _d
-    return _d(data)
-
-
-def decode_many(data):
-    """Decode a payload of either kind (KIND_SAMPLE or KIND_BATCH) into a list of sample dicts,
-    each exactly what decode() returns for that sample sent singly. A malformed batch raises
-    WireError as a whole."""
-    from .wiredecode import decode_many as _d
-    return _d(data)
+def __getattr__(name):
+    # The host side (gateway, tools, tests) decodes; the box only encodes. The decoders and the
+    # allocating helpers (encode, decode, decode_many, singles, naive_json, encode_ack,
+    # decode_ack, status_has_value) live in wiredecode.py and load on first use, so their
+    # bytecode never takes the box's heap: wire.decode(...) works the same on both sides.
+    if name in _HOST_API:
+        from . import wiredecode
+        return getattr(wiredecode, name)
+    raise AttributeError(name)
 
 
-def singles(data):
-    """Split a payload into KIND_SAMPLE payloads, one per sample: a batch into the bytes each of
-    its samples has when sent singly; anything else (a single, or malformed bytes) as [data].
-    Never raises (the gateway then runs decode() on each, as before)."""
-    from .wiredecode import singles as _s
-    return _s(data)
-
-
-def naive_json(d):
-    """The baseline a first prototype would send: JSON with full key names (for benchmarks)."""
-    from .wiredecode import naive_json as _n
-    return _n(d)
-
-
-def encode_ack(ranges):
-    """KIND_ACK payload for seq ranges [(lo, hi), ...], hi excluded (the gateway's side)."""
-    from .wiredecode import encode_ack as _e
-    return _e(ranges)
-
-
-def decode_ack(data):
-    """[(lo, hi), ...] of a KIND_ACK payload; WireError if malformed (host side, tests)."""
-    from .wiredecode import decode_ack as _d
-    return _d(data)
+_HOST_API = ("encode", "decode", "decode_many", "singles", "naive_json", "encode_ack",
+             "decode_ack", "status_has_value")

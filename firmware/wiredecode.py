@@ -1,13 +1,25 @@
 # Host-side decoding of the wire format (firmware/wire.py defines the format; this module reads it
-# back). Split from wire.py because the box only encodes: keeping the decoder out of the box's
-# import path saves its bytecode in a 110 KB heap. Use it through wire.decode / wire.decode_many.
+# back), and the allocating helpers. Split from wire.py because the box only encodes: keeping
+# them out of the box's import path saves their bytecode in its heap. Use them through wire
+# (wire.decode, wire.decode_many, wire.encode, ...: wire loads this module on first use).
 
 import struct
 
 from .wire import (KIND_ACK, MAX_ACK_RANGES, BH_FIX, BH_FLAGS, BH_MASK, BH_SEQ, BH_STATUS, BH_TIME, CHANNELS,
                    COURSE_UNKNOWN, EPOCH_2020_UNIX_S, KIND_BATCH, KIND_SAMPLE, MAX_DEVICE_ID,
                    N_CHANNELS, SCHEMA_VERSION, STATUS_NAMES, STATUS_NOT_FITTED, STATUS_OK,
-                   STATUS_OUT_OF_RANGE, Sample, WireError, encode)
+                   STATUS_OUT_OF_RANGE, MAX_SAMPLE_BYTES, Sample, WireError, encode_into)
+
+
+def status_has_value(status):
+    return status == STATUS_OK or status == STATUS_OUT_OF_RANGE
+
+
+def encode(s):
+    """Encode to a new bytes object (host side and tests; the firmware uses encode_into)."""
+    buf = bytearray(MAX_SAMPLE_BYTES)
+    n = encode_into(buf, s)
+    return bytes(buf[:n])
 
 
 def _get_varint(data, pos, end):
@@ -287,7 +299,7 @@ def encode_ack(ranges):
 
 def decode_ack(data):
     """[(lo, hi), ...] of a KIND_ACK payload (hi excluded); WireError if malformed."""
-    from .wire import decode_ack_into
+    from .wire import decode_ack_into  # noqa: the box's parser, the one under test
     lo = [0] * MAX_ACK_RANGES
     hi = [0] * MAX_ACK_RANGES
     n = decode_ack_into(data, len(data), lo, hi)

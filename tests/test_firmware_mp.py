@@ -21,7 +21,7 @@ def micropython_exe() -> str:
     return exe
 
 
-def run_mp(script: str, *args: str, heap: str = "256k", timeout: float = 300) -> subprocess.CompletedProcess:
+def run_mp(script: str, *args: str, heap: str = "4m", timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, MICROPYPATH=f"{ROOT}:{ROOT / 'tests' / 'firmware'}:.frozen")
     return subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", script, *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

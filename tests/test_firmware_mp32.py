@@ -19,7 +19,7 @@ MP_TESTS = sorted(glob.glob(str(ROOT / "tests" / "firmware" / "test_*.py")))
 RUNNER = ROOT / "tests" / "mp32" / "run.mjs"
 
 
-def run_mp32(script: str, *args: str, heap: str = "1m", timeout: float = 300):
+def run_mp32(script: str, *args: str, heap: str = "4m", timeout: float = 300):
     node = shutil.which("node")
     if not node or not (ROOT / "tests" / "mp32" / "node_modules").is_dir():
         pytest.fail("node and the 32-bit MicroPython build are not installed: run `make setup`")
@@ -38,3 +38,14 @@ def test_firmware_under_32bit_micropython(path):
     r = run_mp32(path)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and out.rstrip().endswith("MPTEST OK"), out[-6000:]
+
+
+@pytest.mark.parametrize("kit", ["pm-gnss", "full"])
+def test_the_app_runs_on_32_bits(kit):
+    """Board and app built with the kit's real drivers on fakes: samples, live sends, a catch-up
+    batch, an acknowledgement and a status message, on 32-bit integers (tests/mp32/app_heap.py;
+    the benchmark reads its heap figures)."""
+    r = run_mp32(str(ROOT / "tests" / "mp32" / "app_heap.py"), kit)
+    out = r.stdout + r.stderr
+    key = "peak_heap_bytes_32bit_" + kit.replace("-", "_")
+    assert r.returncode == 0 and key in out, out[-4000:]

@@ -4,13 +4,16 @@ broker that never CONNACKs, a broker that drops the link after every publish, an
 hour patrol in an ESP32-sized heap.
 
 What the box published is collected by a persistent-session subscriber and decoded with
-wire.decode_many (single samples and catch-up batches); the journal files are read with an
-independent parser (below), not with firmware/journal.py."""
+wire.decode_many (single samples and catch-up batches). The collector also acknowledges what it
+received, as a gateway does after its spool commit (wire.KIND_ACK, retained), so the box releases
+its journal; the whole chain with the real gateway is tested in tests/test_chaos.py and the
+end-to-end tests. The box's flash (the sim board's flash.bin: state on littlefs, the journal ring
+on a raw partition) is read with an independent parser (tests/flashimage.py), not with the
+firmware's own code."""
 
 import json
 import os
 import random
-import struct
 import subprocess
 import threading
 import time
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+
+import flashimage
 
 from envbox import mpybuild, servers, verify
 from envbox.demo import ESP32_HEAP, start_firmware
@@ -29,39 +34,23 @@ pytestmark = pytest.mark.slow
 DEVICE = "sj-001"
 
 
-def _crc16(data, crc=0xFFFF):
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+def read_journal(flash_dir: Path, journal_bytes: int = 0) -> dict[int, bytes]:
+    """seq -> payload of every intact sample record on the box's flash."""
+    return flashimage.journal(flash_dir, "esp32", journal_bytes)
 
 
-def read_journal(d: Path) -> dict[int, bytes]:
-    """seq -> payload of every intact sample record in a journal directory (docs/firmware.md)."""
-    out = {}
-    for f in sorted(d.glob("*.jnl")):
-        data = f.read_bytes()
-        p = 0
-        while p + 12 <= len(data) and data[p] == 0xEB:
-            n = data[p + 1]
-            if p + 12 + n > len(data):
-                break
-            seq, _released = struct.unpack_from("<II", data, p + 2)
-            crc = data[p + 10 + n] | data[p + 11 + n] << 8
-            if crc != _crc16(data[p + 1:p + 10 + n]):
-                break
-            if n:
-                out[seq] = data[p + 10:p + 10 + n]
-            p += 12 + n
-    return out
+def read_state(flash_dir: Path) -> dict:
+    return json.loads(flashimage.lfs_files(flash_dir / "flash.bin")["/state.json"])
 
 
 class Collector:
-    """Subscribes to the box's data and status topics with a persistent session (QoS 1)."""
+    """Subscribes to the box's data and status topics with a persistent session (QoS 1), and
+    acknowledges what it received like a gateway (retained KIND_ACK ranges) unless ack=False."""
 
-    def __init__(self, port: int, name: str):
+    def __init__(self, port: int, name: str, ack: bool = True):
+        self.ack = ack
+        self.held: set[int] = set()
+        self.acks_sent = 0
         self.samples: list[dict] = []      # in arrival order, with "_kind" and "_msg" index
         self.status: list[dict] = []
         self.status_raw: list[bytes] = []
@@ -96,7 +85,21 @@ class Collector:
                 d["_kind"] = kind
                 d["_msg"] = self.messages
                 self.samples.append(d)
+                self.held.add(d["seq"])
             self.messages += 1
+            if self.ack:
+                self._acknowledge(client)
+
+    def _acknowledge(self, client):
+        ranges = []
+        for s in sorted(self.held):
+            if ranges and s == ranges[-1][1]:
+                ranges[-1][1] = s + 1
+            else:
+                ranges.append([s, s + 1])
+        client.publish(f"envbox/v1/{DEVICE}/ack/collector", wire.encode_ack(ranges), qos=1,
+                       retain=True)
+        self.acks_sent += 1
 
     def stop(self):
         self.client.loop_stop()
@@ -217,7 +220,7 @@ def test_broker_down_30_virtual_minutes_every_sample_arrives(rig):
     log = _log_tail(tmp_path, 100000)
     assert "mqtt link lost" in log
     # the journal says what was sent: everything journaled arrived with the same bytes
-    for seq, payload in read_journal(tmp_path / "flash" / "journal").items():
+    for seq, payload in read_journal(tmp_path / "flash").items():
         assert by_seq.get(seq) == wire.decode(payload), f"journaled seq {seq} differs"
 
 
@@ -234,7 +237,7 @@ def test_sigkill_20_times_nothing_journaled_is_lost(rig):
         time.sleep(rnd.uniform(0.3, 1.6))   # a random point of a run: wall time, on purpose
         fw.kill()
         fw.wait()
-        seen = read_journal(tmp_path / "flash" / "journal")
+        seen = read_journal(tmp_path / "flash")
         for seq, payload in seen.items():
             if seq in journaled:
                 assert journaled[seq] == payload, f"seq {seq} rewritten with other bytes"
@@ -243,7 +246,7 @@ def test_sigkill_20_times_nothing_journaled_is_lost(rig):
         journaled.update(seen)
     fw = _firmware(tmp_path, made, sim, broker.port, mpy)
     _wait_exit(fw, tmp_path, 180)
-    journaled.update(read_journal(tmp_path / "flash" / "journal"))
+    journaled.update(read_journal(tmp_path / "flash"))
     servers.eventually(lambda: all(s in {d["seq"] for d in coll.samples} for s in journaled),
                        20, what="every journaled sample at the broker")
     by_seq = check_stream(coll.samples)
@@ -252,7 +255,7 @@ def test_sigkill_20_times_nothing_journaled_is_lost(rig):
     # sequence numbers survived every reboot: one strictly increasing numbering
     ts = [wire.decode(journaled[s])["t_utc_s"] for s in sorted(journaled)]
     assert ts == sorted(ts) and len(set(ts)) == len(ts)
-    state = json.loads((tmp_path / "flash" / "state.json").read_text())
+    state = read_state(tmp_path / "flash")
     # every start that got as far as opening the journal counted itself (a kill can come
     # earlier, during the interpreter's start)
     booted = _log_tail(tmp_path, 10 ** 7).count("] boot ")
@@ -292,16 +295,15 @@ def test_full_journal_drops_oldest_counts_and_reports(rig):
     tmp_path, made = rig
     broker, coll, sim, mpy = _setup(tmp_path, made, minutes=40)
     broker.stop()
-    # 4 segments of ~20 records: about 13 virtual minutes of samples
-    fw = _firmware(tmp_path, made, sim, broker.port, mpy,
-                   env={"ENVBOX_JOURNAL_SEGS": "4", "ENVBOX_JOURNAL_SEG_BYTES": "2200"})
+    # a ring of 3 sectors of about 36 records: at most 18 virtual minutes of samples
+    small = {"ENVBOX_FLASH_JOURNAL_BYTES": "12288"}
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy, env=small)
     servers.eventually(lambda: _virtual_now(sim) >= 25 * 60, 60, what="minute 25")
     # a power cut while full: the drop count must survive it (the broker is still down, so
     # the count reported later comes from the next boot)
     fw.kill()
     fw.wait()
-    fw = _firmware(tmp_path, made, sim, broker.port, mpy,
-                   env={"ENVBOX_JOURNAL_SEGS": "4", "ENVBOX_JOURNAL_SEG_BYTES": "2200"})
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy, env=small)
     servers.eventually(lambda: _virtual_now(sim) >= 30 * 60, 60, what="minute 30")
     broker.start()
     _wait_exit(fw, tmp_path, 120)
@@ -330,7 +332,7 @@ def test_24_virtual_hours_in_an_esp32_heap(rig):
     assert last[q // 2] <= first[q // 2] + 1024, (first[q // 2], last[q // 2])
     (tmp_path / "heap.json").write_text(json.dumps(used))
     by_seq = check_stream(coll.samples)
-    for seq, payload in read_journal(tmp_path / "flash" / "journal").items():
+    for seq, payload in read_journal(tmp_path / "flash").items():
         assert by_seq.get(seq) == wire.decode(payload), f"journaled seq {seq} differs"
     # At warp 300 a grid slot is 33 ms of wall time: a host scheduling hiccup can make the
     # sampler skip a slot, which it counts (late_slots). Every missing slot must be one of those.

@@ -71,25 +71,72 @@ def raises(exc, fn, *args):
     raise Fail("%s not raised by %r" % (exc, fn))
 
 
+def _is_gen(x):
+    return hasattr(x, "send") and hasattr(x, "throw")
+
+
+_state = {}
+
+
 def main(g):
+    """Run every test_* function of the module. A test that is a coroutine (async def) runs on
+    asyncio: asyncio.run under the Unix port; on the 32-bit WebAssembly build (no asyncio.run,
+    its loop is JavaScript's) tests/mp32/run.mjs awaits finish_async() after this returns."""
     names = sorted(k for k in g if k.startswith("test_") and callable(g[k]))
     only = None
     if len(sys.argv) > 1:
         only = sys.argv[1]
-    failed = 0
-    ran = 0
+    st = {"failed": 0, "ran": 0, "pending": []}
     for n in names:
         if only and only not in n:
             continue
-        ran += 1
+        st["ran"] += 1
         try:
-            g[n]()
+            r = g[n]()
+            if _is_gen(r):
+                st["pending"].append((n, r))
+                continue
             print("PASS", n)
         except Exception as e:  # noqa: BLE001
-            failed += 1
-            print("FAIL", n)
-            sys.print_exception(e) if hasattr(sys, "print_exception") else print(repr(e))
-    print("%d passed, %d failed" % (ran - failed, failed))
-    if failed or not ran:
+            _fail(st, n, e)
+    _state.update(st)
+    if st["pending"]:
+        import asyncio
+        if not hasattr(asyncio, "run"):
+            return          # run.mjs calls finish_async()
+        if not asyncio.run(finish_async()):
+            sys.exit(1)
+        return
+    if not _summary():
         sys.exit(1)
+
+
+def _fail(st, n, e):
+    st["failed"] += 1
+    print("FAIL", n)
+    sys.print_exception(e) if hasattr(sys, "print_exception") else print(repr(e))
+
+
+async def finish_async():
+    st = _state
+    for n, coro in st["pending"]:
+        try:
+            await coro
+            print("PASS", n)
+        except Exception as e:  # noqa: BLE001
+            _fail(st, n, e)
+    st["pending"] = []
+    return _summary()
+
+
+def pending():
+    return bool(_state.get("pending"))
+
+
+def _summary():
+    st = _state
+    print("%d passed, %d failed" % (st["ran"] - st["failed"], st["failed"]))
+    if st["failed"] or not st["ran"]:
+        return False
     print("MPTEST OK")
+    return True

@@ -69,6 +69,18 @@ let code = 0;
 try {
   mp.runPython(setup);
   mp.runPython(fs.readFileSync(script, "utf8"));
+  // coroutine tests (tests/firmware/mptest.py): run on this build's asyncio, inside a task (its
+  // top-level coroutine cannot be cancelled, which wait_for_ms needs)
+  mp.runPython("import sys\n_mp = sys.modules.get('mptest')\n_pending = bool(_mp and _mp.pending())");
+  // a script that leaves a coroutine function __mp32_main__ (no asyncio.run here) gets it run
+  if (mp.globals.get("__mp32_main__")) {
+    await mp.runPythonAsync("import asyncio\nawait asyncio.create_task(__mp32_main__())");
+  }
+  if (mp.globals.get("_pending")) {
+    await mp.runPythonAsync(
+      "import asyncio\n_ok = await asyncio.create_task(_mp.finish_async())");
+    if (!mp.globals.get("_ok")) code = 1;
+  }
 } catch (e) {
   if (e && e.name === "PythonError") {
     if (e.type === "SystemExit") {
