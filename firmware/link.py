@@ -374,6 +374,10 @@ class Link:
         raise OSError("dns %s: no answer from %s" % (host, server))
 
     # ---- status
+    def rssi(self):
+        """Signal strength of the network in dBm (modem CSQ, Wi-Fi RSSI), or None."""
+        return None
+
     def status_into(self, d):
         """Add the link's fields to the status message dict."""
         d["link"] = self._status()

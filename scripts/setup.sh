@@ -34,4 +34,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     || { echo "setup: Python dependencies failed to install" >&2; exit 1; }
   touch "$stamp"
 fi
+# The MicroPython ports' type stubs (PyPI), one directory per port (each has its own `machine`):
+# the tests check their fakes of machine/network/esp32/rp2 against them and type-check firmware/
+# and boards/ with mypy (tests/test_stubs.py).
+STUBS_VERSION=1.29.0.post1
+stubs_stamp=.venv/stubs/.installed-$STUBS_VERSION
+if [ ! -f "$stubs_stamp" ]; then
+  echo "setup: installing MicroPython stubs $STUBS_VERSION into .venv/stubs"
+  rm -rf .venv/stubs
+  .venv/bin/python -m pip install -q --no-compile --target .venv/stubs/esp32 \
+    "micropython-esp32-stubs==$STUBS_VERSION" 2>&1 | grep -v "WARNING: Location" || true
+  .venv/bin/python -m pip install -q --no-compile --target .venv/stubs/rp2 \
+    "micropython-rp2-rpi-pico-w-stubs==$STUBS_VERSION" 2>&1 | grep -v "WARNING: Location" || true
+  [ -f .venv/stubs/esp32/machine.pyi ] && [ -f .venv/stubs/rp2/machine.pyi ] \
+    || { echo "setup: MicroPython stubs failed to install" >&2; exit 1; }
+  touch "$stubs_stamp"
+fi
 .venv/bin/micropython -c "import sys; print('setup: MicroPython', sys.version.split(';')[1].strip())"

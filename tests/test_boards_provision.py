@@ -40,8 +40,9 @@ def test_staged_image_runs_from_mpy_files(tmp_path, capsys, board, extra):
               "b = board.Board('config.json')\n"
               "print(b.device_id.decode(), b.broker_host, b.broker_port, len(b.sensors),"
               " [p[0] for p in b.bus_plan()])\n")
-    # only the image (and the fake machine) on the path: not the repository
-    env = dict(os.environ, MICROPYPATH="%s:%s:%s" % (img, img / "lib", fake))
+    # only the image, the fake machine and the interpreter's frozen modules (asyncio is frozen
+    # into the device firmware too) on the path: not the repository
+    env = dict(os.environ, MICROPYPATH="%s:%s:%s:.frozen" % (img, img / "lib", fake))
     r = subprocess.run([MP, "-c", script], cwd=img, env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

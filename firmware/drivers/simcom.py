@@ -135,19 +135,21 @@ def parse_cclk(v):
     v = bytes(v).strip().strip(b'"')
     if len(v) < 17 or v[2] != 0x2F or v[5] != 0x2F or v[8] != 0x2C:
         return None
-    yy = _int(v[0:2])
-    mo = _int(v[3:5])
-    dd = _int(v[6:8])
-    hh = _int(v[9:11])
-    mi = _int(v[12:14])
-    ss = _int(v[15:17])
-    if None in (yy, mo, dd, hh, mi, ss) or yy < 20 or yy >= 70:
+    yy = _int(v[0:2], -1)
+    mo = _int(v[3:5], -1)
+    dd = _int(v[6:8], -1)
+    hh = _int(v[9:11], -1)
+    mi = _int(v[12:14], -1)
+    ss = _int(v[15:17], -1)
+    if yy < 20 or yy >= 70 or hh < 0 or mi < 0 or ss < 0:
         return None
     if not (1 <= mo <= 12 and 1 <= dd <= 31 and hh < 24 and mi < 60 and ss < 61):
         return None
     tz_q = 0
     if len(v) > 17:
-        tz_q = _int(v[18:], 0) * (-1 if v[17] == 0x2D else 1)
+        tz_q = _int(v[18:], 0)
+        if v[17] == 0x2D:
+            tz_q = -tz_q
     days = _days(2000 + yy, mo, dd) - _DAYS_2020
     return days * 86400 + hh * 3600 + mi * 60 + ss - tz_q * 900
 
