@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics)
+PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics dnsmasq-base)
 need=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

@@ -120,6 +120,9 @@ class SIMCom(SerialModel):
         self._esc_t = None
         self._pending = []             # (t, command) answered later (slow commands)
         if powered:
+            # already running (e.g. left on by a previous box), RF on
+            self.pin_in["FLIGHT"] = 1
+            self.pin_in["POWERON"] = 1
             self.power = "on"
             self._sim_seen = self.sim_inserted
 
@@ -195,7 +198,10 @@ class SIMCom(SerialModel):
     def _off(self, t, why):
         self.power = "off"
         self._end_call(t, notify=False)
-        self.cancel_output()
+        # what it said before it went down (the OK to AT+CPOF) still goes out
+        import heapq
+        self._queue[:] = [q for q in self._queue if q[0] <= t]
+        heapq.heapify(self._queue)
         self._pending.clear()
 
     def _boot_done(self, t):
