@@ -254,8 +254,8 @@ class CellLink(Link):
                     d = self.clock.deadline(3000)
                     while ppp.isconnected() and not d.expired():
                         await self.clock.sleep(100)
-                # release the UART: PPP must stop reading it before AT commands can
-                ppp.config(stream=None)
+                # release the UART (esp32: active(False) frees the PCB and disables the UART's
+                # RX interrupt that feeds PPP): AT commands need it back
                 ppp.active(False)
             except Exception as e:  # noqa: BLE001 - the next bring-up starts from scratch anyway
                 self._log("ppp close: %r" % (e,))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from envbox import servers
+from stubsig import check_call
 from envbox.simulator.run import Simulation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +94,15 @@ def run(tmp_path, broker):
         r.stop()
 
 
+def check_calls(summary, expect):
+    """Every call the link made on the PPP and pin stand-ins (boards/simmodem.py) binds against
+    the esp32 port's stubs of network.PPP and machine.Pin."""
+    assert {c[0] for c in summary["calls"]} >= expect
+    for name, nargs, kws in summary["calls"]:
+        module = "machine" if name.startswith("Pin") else "network"
+        check_call("esp32", module, name, [0] * nargs, {k: 0 for k in kws})
+
+
 def errors(lines):
     """The link's last_error values in the order they appeared (each once per change)."""
     out = []
@@ -117,6 +127,7 @@ def test_cold_modem_powers_on_registers_dials_and_carries_mqtt(run):
     assert up["sessions"] == 1 and up["pubacks"] >= 10 and up["mqtt_errors"] == 0, up
     assert r.rig.counters["accepted"] == 1 and r.rig.counters["bytes_down"] > 0
     # network time from AT+CCLK? (NITZ), as (t_s2020, tick)
+    check_calls(s, {"PPP", "PPP.connect", "PPP.isconnected", "Pin.value"})
     t, tick = s["time"]
     virtual_now_2020 = r.sim.clock.now() - 1577836800
     assert abs((t + (s["now_tick"] - tick) / 1000) - virtual_now_2020) < 30
@@ -205,6 +216,7 @@ def test_broker_failures_recycle_the_link(run):
     lines, s, out = r.finish(r.firmware(400, fail_at_s=200))
     assert [x for x in errors(lines) if x.startswith("broker unreachable")], out[-3000:]
     assert s["state"] == "up" and s["ups"] == 2 and s["recycles"] == 1
+    check_calls(s, {"PPP.disconnect", "PPP.active"})
     c = r.counters()
     assert c["calls"] == 2      # PPP terminated, call ended, dialled again
 

@@ -17,9 +17,11 @@ import sys
 import time
 
 from boards import sim as simboard
+from boards import simmodem
 from boards.simmodem import make_link
 from firmware.mqtt import MQTTClient
 
+simmodem.CALLS = []
 board = simboard.Board(sys.argv[1])
 run_s = int(sys.argv[2])
 fail_at_s = int(sys.argv[3]) if len(sys.argv) > 3 else -1
@@ -110,6 +112,7 @@ async def main():
     st["time"] = list(t) if t else None
     st["now_tick"] = board.ticks_ms()
     st["uplink"] = stats
+    st["calls"] = simmodem.CALLS
     out({"summary": st})
 
 
