@@ -20,7 +20,7 @@
 try:
     from firmware.compat import ticks_diff, ticks_ms
 except ImportError:  # CPython from the installed package
-    from envbox.firmware.compat import ticks_diff, ticks_ms
+    from envbox.firmware.compat import ticks_diff, ticks_ms  # pyright: ignore[reportMissingImports]
 
 try:
     from time import sleep_us as _sleep_us

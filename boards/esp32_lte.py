@@ -18,15 +18,16 @@
 # Why not GNSS on the bridge: its FIFO holds 64 bytes, 67 ms of NMEA at 9600 baud; the Q&A
 # answers (at most 32 bytes, only when asked) fit it, a streaming receiver does not.
 #
-# LTE: the modem is brought up with AT commands and then carries IP through MicroPython's
-# network.PPP on UART1. THIS PART IS A STUB IN THE SENSE THAT IT HAS NOT RUN ON HARDWARE: it is
-# written against MicroPython's documented network.PPP API (esp32 port) and the SIMCom AT manual,
-# but neither a modem nor the esp32 port can be exercised in this repository's tests (they only
-# compile and import this file under the Unix port with a fake `machine`). Check it on a bench
-# board before a fleet rollout (docs/boards.md, "LTE bring-up").
+# LTE: the modem is brought up, watched and brought up again by the link supervisor
+# (firmware/linkcell.py, with the SIMCom driver firmware/drivers/simcom.py), which then carries IP
+# through MicroPython's network.PPP on UART1. The same supervisor and driver run in the tests
+# under the Unix port against the simulator's model of the modem (tests/test_link_modem.py); what
+# only a bench board can show (PWRKEY polarity and timing of your revision, network.PPP in your
+# MicroPython build, the APN) is listed in docs/boards.md, "LTE bring-up".
 #
-# Config: /config.json (tools/provision.py): {"device_id", "broker", "apn", "apn_user",
-# "apn_password", "sim_pin", "modules": [...], "cfg": {module: driver cfg}}.
+# Config: /config.json (tools/provision.py): {"device_id", "broker", "modem": "sim7600" |
+# "a7670", "apn", "apn_user", "apn_password", "sim_pin", "ntp_host", "modules": [...],
+# "cfg": {module: driver cfg}}.
 
 import time
 
@@ -39,15 +40,22 @@ from boards.buses import (BridgeGPIOSelect, MuxUART, SC16IS7xx, epoch_offset_s, 
 
 NAME = "esp32_lte"
 
-# -- pins: LilyGO T-SIM7600X (the T-A7670X swaps MODEM_TX/RX and uses GPIO12 as POWER_ON);
-#    check your board revision's pin map before soldering -----------------------------------------
+# -- pins --------------------------------------------------------------------------------------------
 CONSOLE_UART = 0     # GPIO1 TX / GPIO3 RX through the USB-serial chip: the REPL, left alone
 MODEM_UART = 1
-MODEM_TX = 27        # -> modem RXD
-MODEM_RX = 26        # <- modem TXD
-MODEM_PWRKEY = 4     # pulse high >= 500 ms to power the modem on (inverted by a transistor)
-MODEM_FLIGHT = 25    # high: RF on (low = flight mode)
 MODEM_BAUD = 115200
+# The modem's pins differ between the two LilyGO boards (LilyGO-T-A76XX utilities.h,
+# LILYGO_SIM7600X and LILYGO_T_A7670). tx/rx are the ESP32's side (tx -> modem RXD).
+MODEM_PINS = {
+    # T-SIM7600X: PWRKEY through an inverting transistor (high = pressed, 500 ms to start),
+    # FLIGHT high = RF on, STATUS high while the modem runs, DTR low = awake, RI 33
+    "sim7600": {"tx": 27, "rx": 26, "pwrkey": 4, "flight": 25, "status": 34, "dtr": 32},
+    # T-A7670X: GPIO12 switches the modem's supply (must be high; on battery also right after
+    # the ESP32 starts, or the board resets), RESET on GPIO5 is active high, DTR on 25, no STATUS
+    # line (the supervisor knows the modem runs when it answers AT), PWRKEY 100 ms to start
+    "a7670": {"tx": 26, "rx": 27, "pwrkey": 4, "poweron": 12, "reset": 5, "dtr": 25},
+}
+MODEM_RESET_ACTIVE = 1   # T-A7670X: MODEM_RESET_LEVEL HIGH
 GNSS_UART = 2
 GNSS_TX = 18         # -> receiver RX (configuration only)
 GNSS_RX = 19         # <- receiver TX
@@ -152,9 +160,10 @@ class Board(BoardBase):
                 raise ValueError("module %r is not wired on %s" % (name, NAME))
             self.sensors.append(d)
             self.by_name[name] = d
-        self.modem_uart = None
-        self.ppp = None
         self._wdt = None
+        self.ntp_host = cfg.get("ntp_host")
+        self.modem_variant = cfg.get("modem", "sim7600")
+        self.link = self._make_link(cfg)
 
     def bus_plan(self):
         """[(module, bus, channel/address)]: what sits where (tests, docs, the status message)."""
@@ -164,87 +173,26 @@ class Board(BoardBase):
         # late-bound, so a replaced board clock (tests) also drives the mux's timeouts
         return self.ticks_ms()
 
-    # -- LTE (untested on hardware, see the header) -------------------------------------------
-    def _at(self, cmd, expect=b"OK", timeout_ms=3000):
-        """Send an AT command, wait for `expect` or ERROR. Blocking: boot-time only."""
-        u = self.modem_uart
-        while u.any():
-            if not u.read():
-                break
-        u.write(cmd + b"\r")
-        buf = b""
-        t0 = time.ticks_ms()
-        while time.ticks_diff(time.ticks_ms(), t0) < timeout_ms:
-            if u.any():
-                buf += u.read() or b""
-                if expect in buf:
-                    return buf
-                if b"ERROR" in buf:
-                    break
-            time.sleep_ms(20)
-        self.log("modem: %s -> %r" % (cmd, buf[-64:]))
-        return None
-
-    def network_up(self, timeout_ms=60000):
-        """Power the modem, attach with the configured APN, dial and start PPP on UART1."""
-        import network
-        if self.ppp is not None and self.ppp.isconnected():
-            return True
-        if self.modem_uart is None:
-            self.modem_uart = machine.UART(MODEM_UART, baudrate=MODEM_BAUD, tx=MODEM_TX,
-                                           rx=MODEM_RX, rxbuf=4096)
-            machine.Pin(MODEM_FLIGHT, machine.Pin.OUT, value=1)
-            key = machine.Pin(MODEM_PWRKEY, machine.Pin.OUT, value=0)
-            key.value(1)
-            time.sleep_ms(1000)          # SIM7600: PWRKEY pulse >= 500 ms
-            key.value(0)
-        t0 = time.ticks_ms()
-        while self._at(b"AT", timeout_ms=1000) is None:
-            if time.ticks_diff(time.ticks_ms(), t0) > 20000:
-                return False             # modem does not answer (power, wiring, baud)
-        self._at(b"ATE0")
-        pin = self.cfg.get("sim_pin")
-        if pin and self._at(b"AT+CPIN?", b"READY") is None:
-            self._at(b'AT+CPIN="' + pin.encode() + b'"')
-        apn = self.cfg.get("apn", "")
-        self._at(b'AT+CGDCONT=1,"IP","' + apn.encode() + b'"')
-        while self._at(b"AT+CGATT?", b"+CGATT: 1", 2000) is None:
-            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-                return False
-            time.sleep_ms(1000)
-        self.rssi = self._csq()
-        if self._at(b"ATD*99#", b"CONNECT", 10000) is None:
-            return False
-        self.ppp = network.PPP(self.modem_uart)
-        self.ppp.active(True)
-        user = self.cfg.get("apn_user")
-        if user:
-            self.ppp.connect(authmode=self.ppp.AUTH_PAP, username=user,
-                             password=self.cfg.get("apn_password", ""))
-        else:
-            self.ppp.connect()
-        while not self.ppp.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-                return False
-            time.sleep_ms(200)
-        return True
-
-    rssi = None
-
-    def _csq(self):
-        r = self._at(b"AT+CSQ", b"+CSQ:")
-        if r is None:
-            return None
-        try:
-            v = int(r.split(b"+CSQ:")[1].split(b",")[0])
-        except (ValueError, IndexError):
-            return None
-        return None if v == 99 else -113 + 2 * v
-
-    def rssi_dbm(self):
-        # measured before dialling: in PPP data mode the modem's only UART carries IP, and AT
-        # commands would need the +++ escape or CMUX
-        return self.rssi
+    # -- LTE -----------------------------------------------------------------------------------
+    def _make_link(self, cfg):
+        from firmware.linkcell import CellLink
+        variant = self.modem_variant
+        if variant not in MODEM_PINS:
+            raise ValueError("modem %r: one of %s" % (variant, ", ".join(sorted(MODEM_PINS))))
+        p = MODEM_PINS[variant]
+        pins = {}
+        for name in ("poweron", "pwrkey", "reset", "flight", "dtr"):
+            if name in p:
+                # safe levels from the first instant: supply on, key released, reset released
+                v = 1 if name in ("poweron", "flight") else (
+                    1 - MODEM_RESET_ACTIVE if name == "reset" else 0)
+                pins[name] = machine.Pin(p[name], machine.Pin.OUT, value=v)
+        if "status" in p:
+            pins["status"] = machine.Pin(p["status"], machine.Pin.IN)
+        # 4 KiB: PPP frames arrive in bursts while the io loop may be busy with a flash write
+        self.modem_uart = machine.UART(MODEM_UART, baudrate=MODEM_BAUD, tx=p["tx"], rx=p["rx"],
+                                       rxbuf=4096)
+        return CellLink(self, self.modem_uart, pins, _ppp, cfg, variant, MODEM_RESET_ACTIVE)
 
     # -- supervision and time -------------------------------------------------------------------
     def open_journal(self):
@@ -287,18 +235,13 @@ class Board(BoardBase):
         t = time.gmtime(t_s2020 + epoch_offset_s())
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
-    def ntp_s2020(self):
-        if self.ppp is None or not self.ppp.isconnected():
-            return None
-        try:
-            import ntptime
-            return ntptime.time() - epoch_offset_s()
-        except Exception:
-            return None
+
+def _ppp(uart):
+    """network.PPP on the modem's UART (esp32 port; MicroPython 1.24+ API)."""
+    import network
+    return network.PPP(uart)
 
 
 def make():
-    b = Board()
-    if not b.network_up():
-        b.log("LTE not up at boot; the app samples into the journal and retries the broker")
-    return b
+    # the link comes up in its own task (board.link.run()); the app samples meanwhile
+    return Board()

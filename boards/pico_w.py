@@ -17,7 +17,10 @@
 #
 # Config: /config.json on the device (tools/provision.py writes it):
 #   {"device_id": "pico-001", "broker": "192.168.1.10:1883", "wifi_ssid": "...",
-#    "wifi_password": "...", "modules": ["pms5003", "ze03_o3", ...] (default: all of the kit)}
+#    "wifi_password": "...", "ntp_host": "pool.ntp.org" (optional),
+#    "modules": ["pms5003", "ze03_o3", ...] (default: all of the kit)}
+# The Wi-Fi station is supervised by firmware/linkwifi.py (joins, watches, re-joins with the
+# station's status codes in the status message).
 # Flash: 2 MB, of which MicroPython leaves about 1.4 MB to littlefs: the journal gets
 # 12 x 64 KiB = 768 KiB (~0.8 days at 10 s with the full kit).
 #
@@ -130,35 +133,9 @@ class Board(BoardBase):
             self.sensors.append(d)
             self.by_name[name] = d
         self._wdt = None
-        self.wlan = None
-
-    # -- network: Wi-Fi station ---------------------------------------------------------------
-    def network_up(self, timeout_ms=20000):
-        """Join the configured Wi-Fi (blocking, at boot). Returns True when connected."""
-        import network
-        if self.wlan is None:
-            self.wlan = network.WLAN(network.STA_IF)
-            self.wlan.active(True)
-            try:
-                self.wlan.config(pm=0xa11140)   # no power saving: keeps MQTT latency low
-            except Exception:
-                pass
-        if self.wlan.isconnected():
-            return True
-        self.wlan.connect(self.cfg.get("wifi_ssid", ""), self.cfg.get("wifi_password", ""))
-        t0 = time.ticks_ms()
-        while not self.wlan.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-                self.log("wifi: no connection to %r" % self.cfg.get("wifi_ssid"))
-                return False
-            time.sleep_ms(100)
-        return True
-
-    def rssi_dbm(self):
-        try:
-            return self.wlan.status("rssi") if self.wlan is not None else None
-        except Exception:
-            return None
+        self.ntp_host = cfg.get("ntp_host")
+        from firmware.linkwifi import WifiLink
+        self.link = WifiLink(self, _wlan, cfg.get("wifi_ssid", ""), cfg.get("wifi_password", ""))
 
     # -- supervision and time -------------------------------------------------------------------
     def reset_cause(self):
@@ -189,16 +166,6 @@ class Board(BoardBase):
         t = time.gmtime(t_s2020 + epoch_offset_s())
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
-    def ntp_s2020(self):
-        if self.wlan is None or not self.wlan.isconnected():
-            return None
-        try:
-            import ntptime
-            t = ntptime.time()          # seconds since the port's epoch
-        except Exception:
-            return None
-        return t - epoch_offset_s()
-
     def bus_plan(self):
         """[(module, bus, channel/address)]: what sits where (tests, docs, the status message)."""
         return list(self.plan)
@@ -208,7 +175,12 @@ class Board(BoardBase):
         return self.ticks_ms()
 
 
+def _wlan():
+    """The Wi-Fi station interface (rp2 port, CYW43439)."""
+    import network
+    return network.WLAN(network.STA_IF)
+
+
 def make():
-    b = Board()
-    b.network_up()
-    return b
+    # Wi-Fi comes up in the link's own task (board.link.run()); the app samples meanwhile
+    return Board()

@@ -3,6 +3,8 @@
 
 import time
 
+from .compat import ticks_diff
+
 
 class BoardBase:
     NAME = "base"
@@ -25,10 +27,9 @@ class BoardBase:
     # acknowledgement comes, up to the max (a gateway away for days costs a resend every 6 h)
     ack_timeout_ms = 300000
     ack_timeout_max_ms = 6 * 3600 * 1000
-    link = None                   # the network supervisor (firmware/link.py), where there is one
     max_packet_bytes = 4096       # largest MQTT packet the box reads (bigger ones: read past)
     io_timeout_ms = 10000         # bound on any single socket write (a stalled link raises)
-    ntp_timeout_s = 1             # NTP (only while GNSS has not set the clock) blocks this long
+    ntp_host = None               # SNTP server for the link's network time (None: none)
 
     # sampling
     period_s = 10
@@ -64,6 +65,21 @@ class BoardBase:
         return FileJournal(self.state_dir + "/journal", seg_bytes=self.journal_seg_bytes,
                            max_bytes=self.journal_max_bytes,
                            reserve_bytes=self.journal_reserve_bytes).open()
+
+    # the network: a link supervisor (firmware/link.py). A board with a network of its own sets
+    # self.link (CellLink, WifiLink); by default the host's network, always up.
+    _link = None
+
+    @property
+    def link(self):
+        if self._link is None:
+            from .link import Link
+            self._link = Link(self)
+        return self._link
+
+    @link.setter
+    def link(self, value):
+        self._link = value
 
     def ticks_ms(self):
         """Board clock in ms (virtual on the sim board); wraps like time.ticks_ms()."""
@@ -103,24 +119,20 @@ class BoardBase:
         try:
             import machine
             tm = time.gmtime(t_s2020 + self._epoch_to_2020_s())
-            machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6] + 1, tm[3], tm[4], tm[5], 0))
+            # RTC.datetime: (year, month, day, weekday 0 = Monday, hours, minutes, seconds,
+            # subseconds); gmtime's weekday is also 0 = Monday
+            machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
         except Exception:  # noqa: BLE001 - no RTC on this port: the tick-based clock suffices
             pass
 
     def ntp_s2020(self):
-        """UTC seconds since 2020 from NTP (micropython-lib ntptime), or None. It blocks for up
-        to ntp_timeout_s, so the app calls it only on connect and only while GNSS has not set
-        the clock."""
-        try:
-            import ntptime
-        except ImportError:
+        """UTC seconds since 2020 from the network's clock (the link's SNTP or the modem's
+        AT+CCLK?), or None. Never blocks: the link learned the time in its own task."""
+        t = self.link.time_s2020()
+        if t is None:
             return None
-        try:
-            ntptime.timeout = self.ntp_timeout_s
-            return ntptime.time() - self._epoch_to_2020_s()
-        except Exception:  # noqa: BLE001 - no answer: try again on the next connect
-            return None
+        return t[0] + ticks_diff(self.ticks_ms(), t[1]) // 1000
 
     def rssi_dbm(self):
         """Signal strength of the uplink (WLAN.status('rssi'), modem CSQ), or None."""
-        return None
+        return self.link.rssi()

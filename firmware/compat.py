@@ -8,7 +8,7 @@ except ImportError:  # CPython
     _PERIOD = 1 << 30
 
     def ticks_ms():
-        return int(_time.monotonic() * 1000) & (_PERIOD - 1)
+        return int(_time.monotonic() * 1000) & (_PERIOD - 1)  # pyright: ignore  (CPython's time)
 
     def ticks_diff(a, b):
         d = (a - b) & (_PERIOD - 1)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics)
+PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics dnsmasq-base)
 # node runs the 32-bit MicroPython build (tests/mp32); Debian's nodejs only where none is installed
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 need=()
@@ -42,5 +42,21 @@ if [ ! -f tests/mp32/node_modules/@micropython/micropython-webassembly-pyscript/
   echo "setup: installing the 32-bit MicroPython build (npm)"
   (cd tests/mp32 && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   touch tests/mp32/node_modules
+fi
+# The MicroPython ports' type stubs (PyPI), one directory per port (each has its own `machine`):
+# the tests check their fakes of machine/network/esp32/rp2 against them and type-check firmware/
+# and boards/ with mypy (tests/test_stubs.py).
+STUBS_VERSION=1.29.0.post1
+stubs_stamp=.venv/stubs/.installed-$STUBS_VERSION
+if [ ! -f "$stubs_stamp" ]; then
+  echo "setup: installing MicroPython stubs $STUBS_VERSION into .venv/stubs"
+  rm -rf .venv/stubs
+  .venv/bin/python -m pip install -q --no-compile --target .venv/stubs/esp32 \
+    "micropython-esp32-stubs==$STUBS_VERSION" 2>&1 | grep -v "WARNING: Location" || true
+  .venv/bin/python -m pip install -q --no-compile --target .venv/stubs/rp2 \
+    "micropython-rp2-rpi-pico-w-stubs==$STUBS_VERSION" 2>&1 | grep -v "WARNING: Location" || true
+  [ -f .venv/stubs/esp32/machine.pyi ] && [ -f .venv/stubs/rp2/machine.pyi ] \
+    || { echo "setup: MicroPython stubs failed to install" >&2; exit 1; }
+  touch "$stubs_stamp"
 fi
 .venv/bin/micropython -c "import sys; print('setup: MicroPython', sys.version.split(';')[1].strip())"

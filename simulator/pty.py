@@ -76,6 +76,15 @@ class PtyServer:
             except OSError:
                 pass
 
+    def poke(self):
+        """Wake the serving thread: something outside receive() (a pin, a fault) changed the
+        model's schedule, so its next output time must be asked again."""
+        try:
+            os.set_blocking(self._wake_w, False)
+            os.write(self._wake_w, b"p")
+        except OSError:         # full: the thread is already woken
+            pass
+
     def status(self):
         with self.lock:
             return {"path": self.path, **self.counters, "last_error": self.last_error,
@@ -128,6 +137,11 @@ class PtyServer:
                 break   # fds closed under us: stopping
             if self._stop.is_set():
                 break
+            if self._wake_r in r:
+                try:
+                    os.read(self._wake_r, 4096)
+                except OSError:
+                    pass
             data = b""
             if self.master_fd in r:
                 try:

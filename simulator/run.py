@@ -70,6 +70,8 @@ class Simulation:
         self._i2c_pending = {}
         self.i2c_names = {}          # 7-bit address -> model name, for sim.json
         self.i2c = None
+        self.modem = None            # ModemRig (add_modem)
+        self.ntp = None              # SNTPServer (add_ntp)
         self.started = False
 
     def add_serial(self, model):
@@ -78,6 +80,21 @@ class Simulation:
         if any(m.name == model.name for m in self._serial_models):
             raise ValueError("serial model %r already present" % model.name)
         self._serial_models.append(model)
+
+    def add_modem(self, variant="sim7600", upstream_port=None, cut="blackhole", **kw):
+        """Fit an LTE modem (simulator/models/simcom.py on a pty, its pins on a socket, its data
+        link as a proxy to 127.0.0.1:upstream_port, the broker). Returns the model; the rig is
+        self.modem after start(). kw go to the model (faults, iccid, sim_pin, ...)."""
+        from .models.simcom import SIMCom
+        if self.started:
+            raise RuntimeError("add the modem before start()")
+        model = SIMCom(self.world, self.truth, seed=self.seed, variant=variant, **kw)
+        self._modem_args = (model, upstream_port, cut)
+        return model
+
+    def add_ntp(self):
+        """Serve SNTP (virtual time) on a loopback UDP port, written into sim.json "ntp"."""
+        self._want_ntp = True
 
     def add_i2c(self, addr, model):
         self.i2c_names[int(addr)] = model.name
@@ -103,6 +120,15 @@ class Simulation:
             # Every module is powered on at the run's virtual start: warm-ups and the GNSS
             # time-to-fix count from there, whatever the threads' start-up jitter.
             srv.start(self.clock.t0_virtual_s)
+        if getattr(self, "_modem_args", None):
+            from .modem import ModemRig
+            model, port, cut = self._modem_args
+            self.modem = ModemRig(model, self.clock, self.run_dir,
+                                  ("127.0.0.1", port) if port else None, cut)
+            self.modem.start(self.clock.t0_virtual_s)
+        if getattr(self, "_want_ntp", False):
+            from .sntp import SNTPServer
+            self.ntp = SNTPServer(self.clock).start()
         self.started = True
         self._write_sim_json()
         return self
@@ -120,6 +146,10 @@ class Simulation:
             "seed": self.seed,
             "ground_truth": self.ground_truth_path,
         }
+        if self.modem is not None:
+            doc["modem"] = self.modem.describe()
+        if self.ntp is not None:
+            doc["ntp"] = "127.0.0.1:%d" % self.ntp.port
         tmp = self.sim_json_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)
@@ -127,6 +157,12 @@ class Simulation:
         os.replace(tmp, self.sim_json_path)   # readers never see a half-written file
 
     def status(self):
+        st = self._status()
+        if self.modem is not None:
+            st["modem"] = self.modem.status()
+        return st
+
+    def _status(self):
         return {"serial": {n: s.status() for n, s in self.servers.items()},
                 "i2c": dict(self.i2c.counters) if self.i2c else {},
                 "truth": dict(self.truth.counts),
@@ -140,6 +176,10 @@ class Simulation:
             srv.stop()
         if self.i2c is not None:
             self.i2c.stop()
+        if self.modem is not None:
+            self.modem.stop()
+        if self.ntp is not None:
+            self.ntp.stop()
         self.truth.close()
 
     def __enter__(self):
@@ -227,6 +267,13 @@ def main(argv=None):
                         "sht4x.SHT4x:addr=0x44 (repeatable)")
     p.add_argument("--kit", choices=sorted(KITS), default="full",
                    help="modules fitted besides the PMS5003 and GNSS (default: full)")
+    p.add_argument("--modem", choices=("sim7600", "a7670"), default=None,
+                   help="fit an LTE modem (sim.json \"modem\"): its data link proxies to "
+                        "--modem-upstream")
+    p.add_argument("--modem-upstream", type=int, default=1883, metavar="PORT",
+                   help="broker port on 127.0.0.1 the modem's data link reaches (default 1883)")
+    p.add_argument("--ntp", action="store_true",
+                   help="serve SNTP with the virtual time (sim.json \"ntp\")")
     p.add_argument("--exit-when-done", action="store_true",
                    help="stop at run_until_virtual_s instead of serving until interrupted")
     a = p.parse_args(argv)
@@ -244,6 +291,10 @@ def main(argv=None):
             add_model_spec(sim, spec)
         except (ValueError, ImportError, AttributeError, TypeError) as e:
             p.error(str(e))
+    if a.modem:
+        sim.add_modem(a.modem, a.modem_upstream)
+    if a.ntp:
+        sim.add_ntp()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     sim.start()

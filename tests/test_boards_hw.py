@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from drivers_link import T0_S, I2CLink, Recorder, SerialLink
+from stubsig import StubMismatch, strict_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -242,41 +243,51 @@ class NullUART:
         return len(b)
 
 
-def fake_machine(hw):
-    """A `machine` module whose UART(id)/I2C(id) return hw's objects and whose Pins record."""
+def fake_machine(hw, port):
+    """A `machine` module whose UART(id)/I2C(id) return hw's objects and whose Pins record.
+    Every call is checked against the port's stub (tests/stubsig.py): an argument the real
+    port would refuse fails here too."""
     m = types.ModuleType("machine")
 
     class Pin:
         OUT = 1
         IN = 0
+        PULL_UP = 2
 
-        def __init__(self, pid, mode=None, value=None):
+        def __init__(self, pid, mode=-1, pull=-1, value=None, **kw):
             self.id = pid
+            self.mode = mode
             self._v = value or 0
+            self.history = [self._v] if value is not None else []
             hw.pins[pid] = self
 
         def value(self, v=None):
             if v is None:
                 return self._v
             self._v = v
+            self.history.append(v)
 
     def UART(uid, baudrate=9600, tx=None, rx=None, rxbuf=256, **kw):
         u = hw.uarts.get(uid) or NullUART()
         u.init(baudrate=baudrate)
         hw.opened_uarts.append(uid)
+        hw.uart_pins[uid] = (tx, rx)
         return u
 
-    def I2C(iid, sda=None, scl=None, freq=400000):
+    def I2C(iid, sda=None, scl=None, freq=400000, **kw):
         hw.i2c_ids.append(iid)
         return hw.i2c
+
+    def reset_cause():
+        return 1
 
     m.Pin = Pin
     m.UART = UART
     m.I2C = I2C
-    m.reset_cause = lambda: 1
+    m.reset_cause = reset_cause
     m.PWRON_RESET = 1
     m.WDT_RESET = 3
-    return m
+    return strict_module(m, port, "machine")
 
 
 class Hardware:
@@ -285,6 +296,7 @@ class Hardware:
         self.uarts = {}
         self.i2c = None
         self.opened_uarts = []
+        self.uart_pins = {}
         self.i2c_ids = []
 
 
@@ -447,7 +459,7 @@ def test_pico_w_mux_plan_and_samples(restore_modules):
     mux = AnalogMux(wires, selected)
     hw.uarts[1] = MuxedUART(mux, 9600)
     hw.i2c = I2CBus(i2c, {})
-    mod = import_board("pico_w", fake_machine(hw))
+    mod = import_board("pico_w", fake_machine(hw, "rp2"))
     board = mod.Board(dict(NO_WARMUP, device_id="pico-test"))
     board.ticks_ms = clock
     assert hw.opened_uarts == [0, 1] and hw.i2c_ids == [1]
@@ -476,11 +488,11 @@ def test_esp32_lte_bridge_mux_rs485_plan_and_samples(restore_modules):
 
     bridge = SC16IS752({0: AnalogMux(wires, selected), 1: Wire(serial["modbus_noise"], 4800)})
     hw.i2c = I2CBus(i2c, {0x48: bridge})
-    mod = import_board("esp32_lte", fake_machine(hw))
+    mod = import_board("esp32_lte", fake_machine(hw, "esp32"))
     board = mod.Board(dict(NO_WARMUP, device_id="esp-test"))
     board.ticks_ms = clock
-    # UART0 (console) and UART1 (modem) are not used for sensors; the modem opens at network_up
-    assert hw.opened_uarts == [2]
+    # UART0 (console) is left alone, UART2 is the GNSS receiver's, UART1 the modem's
+    assert hw.opened_uarts == [2, 1]
     plan_rules(board, {2})
     assert bridge.baud(0) == 9600 and bridge.baud(1) == 4800
     assert bridge.regs[1]["EFCR"] & 0x30 == 0x30       # RTS drives DE while sending
@@ -572,3 +584,48 @@ def test_boards_import_and_build_under_micropython(tmp_path):
     for name in ("pico_w", "esp32_lte"):
         assert plans[name]["sensors"] == 9
         assert plans[name]["plan"][0][0] == "gnss"
+
+
+# -- the LTE modem's pins (LilyGO-T-A76XX utilities.h: LILYGO_SIM7600X, LILYGO_T_A7670) ----------
+
+@pytest.mark.parametrize("variant,uart,high,low,inputs", [
+    # T-SIM7600X: ESP32 TX 27 -> modem RXD, RX 26; FLIGHT 25 high (RF on); PWRKEY 4 released;
+    # DTR 32 low (awake); STATUS 34 read
+    ("sim7600", (27, 26), {25}, {4, 32}, {34}),
+    # T-A7670X: ESP32 TX 26, RX 27; POWERON 12 high (modem supply); RESET 5 released (active
+    # high); DTR 25 low; PWRKEY 4 released; no STATUS line
+    ("a7670", (26, 27), {12}, {4, 5, 25}, set()),
+])
+def test_esp32_lte_modem_pins(restore_modules, variant, uart, high, low, inputs):
+    hw = Hardware()
+    hw.i2c = I2CBus(I2CLink({}), {0x48: SC16IS752({})})
+    mod = import_board("esp32_lte", fake_machine(hw, "esp32"))
+    board = mod.Board({"device_id": "esp-pins", "modem": variant, "modules": ["sht4x"]})
+    assert hw.uart_pins[1] == uart
+    outs = {p for p, pin in hw.pins.items() if pin.mode == 1 and p not in (21, 22)}
+    assert outs == high | low, outs
+    assert {p for p in outs if hw.pins[p].value()} == high
+    assert {p for p, pin in hw.pins.items() if pin.mode == 0} == inputs
+    # each output got its safe level at construction, never another one first
+    assert all(hw.pins[p].history == [hw.pins[p].value()] for p in outs)
+    link = board.link
+    assert link.NAME == "lte" and link.variant == variant
+    assert set(link.modem.pins) == {"sim7600": {"pwrkey", "flight", "dtr", "status"},
+                                    "a7670": {"pwrkey", "poweron", "reset", "dtr"}}[variant]
+
+
+def test_strict_fakes_refuse_what_the_port_refuses(restore_modules):
+    hw = Hardware()
+    m = fake_machine(hw, "esp32")
+    m.UART(1, baudrate=115200, tx=27, rx=26, rxbuf=4096)
+    with pytest.raises(StubMismatch):
+        m.UART(1, baud=115200)                     # the keyword is baudrate
+    with pytest.raises(StubMismatch):
+        m.Pin(4, m.Pin.OUT, initial=1)             # the keyword is value
+    with pytest.raises(StubMismatch):
+        m.I2C(0, sda=21, scl=22, frequency=100000)
+    pin = m.Pin(4, m.Pin.OUT, value=0)
+    with pytest.raises(StubMismatch):
+        pin.value(1, 2)
+    mr = fake_machine(hw, "rp2")
+    mr.UART(1, baudrate=9600, tx=4, rx=5, rxbuf=256)

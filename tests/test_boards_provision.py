@@ -40,8 +40,9 @@ def test_staged_image_runs_from_mpy_files(tmp_path, capsys, board, extra):
               "b = board.Board('config.json')\n"
               "print(b.device_id.decode(), b.broker_host, b.broker_port, len(b.sensors),"
               " [p[0] for p in b.bus_plan()])\n")
-    # only the image (and the fake machine) on the path: not the repository
-    env = dict(os.environ, MICROPYPATH="%s:%s:%s" % (img, img / "lib", fake))
+    # only the image, the fake machine and the interpreter's frozen modules (asyncio is frozen
+    # into the device firmware too) on the path: not the repository
+    env = dict(os.environ, MICROPYPATH="%s:%s:%s:.frozen" % (img, img / "lib", fake))
     r = subprocess.run([MP, "-c", script], cwd=img, env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -59,3 +60,15 @@ def test_bad_settings_exit_2(tmp_path, capsys, args, needle):
     assert provision_main(args + ["--out", str(tmp_path / "img")]) == 2
     assert needle in capsys.readouterr().err
     assert not (tmp_path / "img").exists()
+
+
+def test_a7670_and_safe_mode_are_staged(tmp_path, capsys):
+    img = tmp_path / "img"
+    rc = provision_main(["esp32_lte", "--device-id", "sj-043", "--broker", "10.1.2.3:1883",
+                         "--apn", "cmnet", "--modem", "a7670", "--safe-mode", "--out", str(img)])
+    assert rc == 0
+    assert json.loads((img / "config.json").read_text())["modem"] == "a7670"
+    assert (img / "safe_mode").exists()
+    from envbox.provision import copy_commands
+    cmd = copy_commands("mpremote", "/dev/ttyUSB0", img)
+    assert ":safe_mode" in cmd

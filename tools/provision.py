@@ -69,6 +69,8 @@ def config_for(a) -> dict:
         if "wifi_ssid" not in cfg:
             raise UsageError("pico_w needs --wifi-ssid (or wifi_ssid in --config)")
     if a.board == "esp32_lte":
+        if a.modem:
+            cfg["modem"] = a.modem
         if a.apn is not None:
             cfg["apn"] = a.apn
         if "apn" not in cfg:
@@ -78,7 +80,7 @@ def config_for(a) -> dict:
     return cfg
 
 
-def stage(board: str, cfg: dict, out: Path, build_dir: Path) -> list[Path]:
+def stage(board: str, cfg: dict, out: Path, build_dir: Path, safe_mode: bool = False) -> list[Path]:
     """Write the image into `out`; return its files (relative paths)."""
     build(build_dir)
     if out.exists():
@@ -97,6 +99,8 @@ def stage(board: str, cfg: dict, out: Path, build_dir: Path) -> list[Path]:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, dst)
     (out / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    if safe_mode:
+        (out / "safe_mode").write_text("")
     return sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
 
 
@@ -109,7 +113,9 @@ def copy_commands(exe: str, port: str, out: Path) -> list[str]:
     """One mpremote invocation: the image's files to the board's filesystem, then a reset."""
     cmd = [exe, "connect", port]
     cmd += ["fs", "cp", "-r", str(out / "lib"), ":", "+"]
-    for name in ("main.py", "board.mpy", "config.json"):
+    for name in ("main.py", "board.mpy", "config.json", "safe_mode"):
+        if name == "safe_mode" and not (out / name).exists():
+            continue
         cmd += ["fs", "cp", str(out / name), ":" + name, "+"]
     cmd += ["reset"]
     return cmd
@@ -123,6 +129,12 @@ def main(argv=None) -> int:
     p.add_argument("--device-id", required=True)
     p.add_argument("--broker", required=True, help="HOST:PORT of the MQTT broker")
     p.add_argument("--apn", help="esp32_lte: the SIM's APN")
+    p.add_argument("--modem", choices=("sim7600", "a7670"),
+                   help="esp32_lte: LilyGO T-SIM7600X (default) or T-A7670X (their modem pins "
+                        "differ)")
+    p.add_argument("--safe-mode", action="store_true",
+                   help="also write /safe_mode: the box starts no app and leaves the REPL free "
+                        "(remove with `mpremote fs rm :safe_mode`)")
     p.add_argument("--wifi-ssid", help="pico_w: Wi-Fi network")
     p.add_argument("--wifi-password", help="pico_w: Wi-Fi password")
     p.add_argument("--modules", help="comma-separated modules fitted (default: the full kit)")
@@ -145,7 +157,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     out = Path(a.out or f"envbox-image-{a.device_id}")
     try:
-        files = stage(a.board, cfg, out, out.parent / (out.name + ".build"))
+        files = stage(a.board, cfg, out, out.parent / (out.name + ".build"), a.safe_mode)
     except RuntimeError as e:           # mpy-cross refused a file
         print(f"envbox flash: {e}", file=sys.stderr)
         return 1

@@ -2,6 +2,8 @@
 # non-blocking read loop, the answer time-out, command writes that never raise, and dropping bytes
 # from the front of the frame buffer. Each driver supplies _byte() (its frame assembler) and the
 # attributes _uart, _rx (bytearray(_RX)), _f, _p, _pending, _req_t, timeout_ms and the counters.
+# (A mixin: the type checker cannot see those attributes here.)
+# pyright: reportAttributeAccessIssue=false
 
 try:
     from micropython import const
