@@ -111,8 +111,8 @@ class App:
         applied = Applied(cfg)
         cm = None
         gc.collect()
-        self.sampler = Sampler(b, self.clock, j, applied, dev, b.log)
-        self.sampler.on_dropped = self._persist_dropped
+        self.sampler = Sampler(b, self.clock, j, applied, dev, b.log,
+                               on_dropped=self._persist_dropped)
         self.uplink = Uplink(b, j, self.sampler, dev, client_factory,
                              status_json=self.status_json, on_config=self._on_config)
         self.seq_first = j.next_seq

@@ -247,6 +247,9 @@ class JournalBase:
         self.dropped += (hi - lo) - a.above(hi) + a.above(lo)
         a.set_released(hi)
 
+    def _write(self, buf, n, seq):
+        raise NotImplementedError      # the store's own (FileJournal, RingJournal)
+
     def append(self, buf, n):
         """Append one sample (wire payload buf[:n]) under seq next_seq; return its seq."""
         seq = self.next_seq

@@ -119,7 +119,7 @@ class MQTTClient:
         if self.will_topic:
             # will flag, will QoS 1, will retain
             flags |= 0x04 | 0x08 | (0x20 if self.will_retain else 0)
-            size += 2 + len(self.will_topic) + 2 + len(self.will_msg)
+            size += 2 + len(self.will_topic) + 2 + len(self.will_msg or b"")
         if self.user is not None:
             flags |= 0x80
             size += 2 + len(self.user)
@@ -137,7 +137,7 @@ class MQTTClient:
         p = _str(pkt, p, self.client_id)
         if self.will_topic:
             p = _str(pkt, p, self.will_topic)
-            p = _str(pkt, p, self.will_msg)
+            p = _str(pkt, p, self.will_msg or b"")
         if self.user is not None:
             p = _str(pkt, p, self.user)
             if self.password is not None:

@@ -79,7 +79,7 @@ class Applied:
 
 
 class Sampler:
-    def __init__(self, board, clock, journal, applied, device, log):
+    def __init__(self, board, clock, journal, applied, device, log, on_dropped=None):
         b = board
         self.board = b
         self.clock = clock
@@ -107,7 +107,7 @@ class Sampler:
         self.journal_failures = 0      # samples the journal could not take (sent from RAM)
         self.unjournaled_lost = 0      # of those, overwritten before the uplink sent them
         self.wake = asyncio.Event()    # set when a sample was journaled (the uplink waits on it)
-        self.on_dropped = None         # callback when the journal dropped old records
+        self.on_dropped = on_dropped   # callback when the journal dropped old records
         self._dropped_seen = journal.dropped
         self.done = False
 
@@ -249,8 +249,8 @@ class Sampler:
         i = self.held
         s.t_s2020 = 0
         s.seq = 0
-        self.hold_n[i] = wire.encode_into(
-            memoryview(self.hold)[i * wire.MAX_SAMPLE_BYTES:], s)
+        hold = self.hold
+        self.hold_n[i] = wire.encode_into(memoryview(hold)[i * wire.MAX_SAMPLE_BYTES:], s)
         self.hold_tick[i] = tick
         self.held += 1
         self.board.wdt_feed()
@@ -259,7 +259,10 @@ class Sampler:
         """The clock is known: stamp each held sample with the UTC second of its tick, flag it
         FLAG_TIME_FROM_TICKS, and journal it (oldest first, before any grid sample)."""
         s = self.sample
-        mv = memoryview(self.hold)
+        hold = self.hold
+        if hold is None:
+            return
+        mv = memoryview(hold)
         for i in range(self.held):
             wire.decode_into(s, mv[i * wire.MAX_SAMPLE_BYTES:], self.hold_n[i])
             s.t_s2020 = self.clock.now_s(self.hold_tick[i])

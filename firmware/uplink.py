@@ -266,6 +266,14 @@ class Uplink:
             c.on_message = self._on_message
             reader = None
             try:
+                if link is not None:
+                    # the name is looked up off the sampler's path (a non-blocking DNS query);
+                    # TLS still checks the certificate against the name
+                    ip = await link.resolve(b.broker_host)
+                    if ip != c.host:
+                        if c.server_hostname is None:
+                            c.server_hostname = b.broker_host
+                        c.host = ip
                 await c.connect(b.connect_timeout_ms)
                 if link is not None:
                     link.broker_ok()
@@ -311,9 +319,14 @@ class Uplink:
         ka_ms = b.keepalive_s * 1000
         acked_before = self.pubacks
         wake = self.sampler.wake
+        link = b.link
         while True:
             if reader.done():
                 raise OSError("reader ended: %s" % (getattr(c, "error", None),))
+            if link is not None and not link.up.is_set():
+                # the supervisor saw the network go (NO CARRIER, Wi-Fi lost): the session is
+                # dead even if the socket has not noticed yet
+                raise OSError("link down")
             if self.pubacks != acked_before:
                 self.pubacks_this_link = 1
             sent = False

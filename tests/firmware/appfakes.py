@@ -147,6 +147,15 @@ class FakeLink:
     def status_into(self, d):
         d["state"] = "up"
 
+    async def resolve(self, host):
+        return "127.0.0.1"
+
+    def rssi(self):
+        return None
+
+    def time_s2020(self):
+        return None
+
 
 _N = [0]
 
@@ -248,6 +257,8 @@ class FakeClient:
     def __init__(self, up, script):
         self.up = up
         self.script = script
+        self.host = "127.0.0.1"
+        self.server_hostname = None
         self.session_present = False
         self.on_puback = None
         self.on_message = None
