@@ -8,6 +8,7 @@ paused and restarted on the same port and data, so tests can break them on purpo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -149,19 +150,38 @@ class Server:
         self.stop()
 
 
+def broker_acl(gateways=(GATEWAY_USER,)) -> str:
+    """config/mosquitto.acl with one gateway block per account in `gateways`: the shipped block
+    is for GATEWAY_USER; further gateways get a copy under their own name (as docs/broker.md
+    tells an operator to do)."""
+    text = BROKER_ACL.read_text()
+    lines = text.splitlines()
+    start = lines.index(f"user {GATEWAY_USER}")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("user ")),
+               len(lines))
+    block = "\n".join(lines[start:end]).rstrip()
+    out = text.rstrip() + "\n"
+    for gw in gateways:
+        if gw != GATEWAY_USER:
+            out += "\n" + block.replace(GATEWAY_USER, gw) + "\n"
+    return out
+
+
 class Mosquitto(Server):
     """mosquitto with the product's broker configuration (config/mosquitto.conf).
 
     `users` (name -> password) turns on the product's authentication: a password file made with
     mosquitto_passwd and config/mosquitto.acl. Without it the broker allows anonymous clients
-    (tests of other things). `extra_conf` lines are appended last.
+    (tests of other things). `extra_conf` lines are appended last. `gateways` names the gateway
+    accounts the ACL grants (GATEWAY_USER alone by default; see broker_acl).
     """
 
     name = "mosquitto"
 
     def __init__(self, workdir, port=None, extra_conf: str = "", template: Path | None = None,
-                 users: dict | None = None):
+                 users: dict | None = None, gateways=(GATEWAY_USER,)):
         super().__init__(workdir, port)
+        self.gateways = tuple(gateways)
         self.extra_conf = extra_conf
         self.template = template or BROKER_CONF_TEMPLATE
         self.conf_path = self.dir / "mosquitto.conf"
@@ -184,11 +204,15 @@ class Mosquitto(Server):
             os.kill(self.proc.pid, signal.SIGHUP)
 
     def write_conf(self) -> None:
-        base = self.template.read_text()
+        # the shipped file logs to /var/log/mosquitto: here, to the file our stdout goes to too
+        base = re.sub(r"(?m)^log_dest file .*$", f"log_dest file {self.log_path}",
+                      self.template.read_text())
         (self.dir / "data").mkdir(exist_ok=True)
         if self.users:
+            acl = self.dir / "acl"
+            acl.write_text(broker_acl(self.gateways))
             auth = (f"password_file {self.write_passwords()}\n"
-                    f"acl_file {BROKER_ACL}\n")
+                    f"acl_file {acl}\n")
         else:
             auth = "allow_anonymous true\n"
         # Started as root, mosquitto drops to the `mosquitto` user and then cannot write its
