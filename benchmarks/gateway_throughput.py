@@ -17,6 +17,8 @@ Prints key=value lines:
                                  InfluxDB is there (gateway start to last sample written)
   peak_rss_mb                    the largest peak resident memory (VmHWM) of the gateway
                                  processes of the three runs
+  acks_sent                      acknowledgements the gateway published to the boxes per run
+                                 ([ack] enabled, the default; --no-acks turns them off)
 
 Everything shares this machine's cores: broker, InfluxDB, publishers and gateway.
 
@@ -50,6 +52,8 @@ ROWS_PER_WRITE: dict[str, float] = {}   # run -> samples per InfluxDB write requ
 CPU_US: dict[str, float] = {}
 PROTOCOL = gwconfig.MqttConfig.protocol   # the gateway's MQTT version; --protocol
 WRITER_PROCESS = gwconfig.SinkConfig.writer_process   # --writer-process / --writer-thread
+ACKS = gwconfig.AckConfig.enabled                     # --acks / --no-acks
+ACKS_SENT: dict[str, float] = {}
 SPOOLED_PER_S: dict[str, float] = {}
 PUBLISHED_PER_S: dict[str, float] = {}  # run -> samples/s the publishers got PUBACKs for    # run -> samples/s from first publish to last acked   # run -> gateway CPU (user + system) per sample, microseconds
 
@@ -242,6 +246,7 @@ def gateway_config(work: Path, name: str, broker: Mosquitto, influx_url: str,
         spool={"path": str(work / f"{name}.sqlite3")},
         sink={"url": influx_url, "database": name, "retry_initial_s": 0.1, "retry_max_s": 0.5,
               "writer_process": WRITER_PROCESS},
+        ack={"enabled": ACKS},
         http={"listen": f"127.0.0.1:{http_port}"})
 
 
@@ -309,6 +314,7 @@ def published_run(work, broker, influx, name, msgs, n_samples, publishers) -> tu
     for p in procs:
         p.join()
     ROWS_PER_WRITE[name] = n_samples / d.m("envbox_gateway_write_requests_total")
+    ACKS_SENT[name] = d.m("envbox_gateway_acks_sent_total")
     rss = d.stop()
     CPU_US[name] = d.cpu_s / n_samples * 1e6
     return rate, rss
@@ -356,7 +362,7 @@ def drain(work, broker, influx, n, devices, t0) -> tuple[float, float]:
 
 
 def main() -> None:
-    global PROTOCOL, WRITER_PROCESS
+    global PROTOCOL, WRITER_PROCESS, ACKS
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=2000, help="boxes publishing live")
     ap.add_argument("--live-samples", type=int, default=40000)
@@ -370,7 +376,11 @@ def main() -> None:
     ap.add_argument("--writer-process", dest="writer_process", action="store_true",
                     default=WRITER_PROCESS, help="[sink] writer_process = true")
     ap.add_argument("--writer-thread", dest="writer_process", action="store_false")
+    ap.add_argument("--acks", dest="acks", action="store_true", default=ACKS,
+                    help="[ack] enabled = true (the default)")
+    ap.add_argument("--no-acks", dest="acks", action="store_false")
     args = ap.parse_args()
+    ACKS = args.acks
     PROTOCOL = args.protocol
     WRITER_PROCESS = args.writer_process
     t0 = int(time.time()) - 20 * 86400
@@ -397,7 +407,7 @@ def main() -> None:
     print(f"cores={os.cpu_count()} devices={args.devices} live_samples={args.live_samples} "
           f"batched_samples={args.batched_samples} batch={args.batch_samples} "
           f"drain_samples={args.drain_samples} publishers={args.publishers} "
-          f"protocol={args.protocol} writer_process={args.writer_process}")
+          f"protocol={args.protocol} writer_process={args.writer_process} acks={args.acks}")
     print(f"raw_influx_samples_per_s={raw:.0f}")
     print(f"gateway_live_samples_per_s={live_rate:.0f}")
     print(f"gateway_batched_samples_per_s={batched_rate:.0f}")
@@ -408,6 +418,7 @@ def main() -> None:
     print("gateway_cpu_us_per_sample=" + ",".join(f"{k}:{v:.0f}" for k, v in CPU_US.items()))
     print("gateway_spooled_samples_per_s=" + ",".join(f"{k}:{v:.0f}" for k, v in SPOOLED_PER_S.items()))
     print("published_samples_per_s=" + ",".join(f"{k}:{v:.0f}" for k, v in PUBLISHED_PER_S.items()))
+    print("acks_sent=" + ",".join(f"{k}:{v:.0f}" for k, v in ACKS_SENT.items()))
     print("rows_per_write=" + ",".join(f"{k}:{v:.0f}" for k, v in ROWS_PER_WRITE.items()))
     print(f"peak_rss_mb_by_run=live:{rss1:.1f},batched:{rss2:.1f},drain:{rss3:.1f}")
 

@@ -71,12 +71,33 @@ class MqttConfig:
         """Index of the topic level that names the device (the single `+`)."""
         return self.topic.split("/").index("+")
 
+    def ack_topic_parts(self, gateway_id: str) -> tuple[str, str]:
+        """(before, after) the device id in the acknowledgement topic: the data topic's levels
+        up to the device, then ack/<gateway_id> (envbox/v1/+/data -> envbox/v1/<dev>/ack/<gw>)."""
+        levels = self.topic.split("/")
+        i = levels.index("+")
+        return "/".join(levels[:i]) + "/", f"/ack/{gateway_id}"
+
 
 @dataclass(repr=False)
 class IngestConfig:
     commit_max_messages: int = 500    # commit (then ack) after this many messages ...
     commit_max_ms: float = 50.0       # ... or this long after the first uncommitted one
     max_future_s: int = 86400         # samples stamped further ahead of our clock: dead letter
+    __repr__ = _masked_repr
+
+
+@dataclass(repr=False)
+class AckConfig:
+    # End-to-end acknowledgements (docs/gateway.md "Acknowledgements to the boxes"): after a
+    # spool commit the gateway publishes, retained, on <prefix>/<device>/ack/<gateway_id> the seq
+    # ranges of that box it holds durably; the box releases a journaled sample only then.
+    enabled: bool = True
+    gateway_id: str = ""              # topic level naming this gateway; "" = [mqtt] username,
+                                      # else [mqtt] client_id
+    every_samples: int = 16           # ack a box once it has this many unacknowledged samples ...
+    max_delay_s: float = 160.0        # ... or its oldest unacknowledged one is this old
+    min_interval_s: float = 1.0       # never more often than this per box (catch-up, resends)
     __repr__ = _masked_repr
 
 
@@ -123,6 +144,7 @@ class HttpConfig:
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    ack: AckConfig = field(default_factory=AckConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -254,6 +276,16 @@ def validate(cfg: Config) -> None:
     need(0 < i.commit_max_ms <= 10000, "[ingest] commit_max_ms must be in (0, 10000]")
     need(i.max_future_s > 0, "[ingest] max_future_s must be > 0")
 
+    a = cfg.ack
+    gid = ack_gateway_id(cfg)
+    need(re.fullmatch(r"[^/+#\s]{1,64}", gid),
+         f"[ack] gateway_id {gid!r} (from {'[ack] gateway_id' if a.gateway_id else '[mqtt]'}) "
+         "must be 1..64 characters without / + # or spaces: it is a topic level")
+    need(a.every_samples >= 1, "[ack] every_samples must be >= 1")
+    need(a.max_delay_s > 0, "[ack] max_delay_s must be > 0")
+    need(0 <= a.min_interval_s <= a.max_delay_s,
+         "[ack] min_interval_s must be in [0, max_delay_s]")
+
     need(s.path, "[spool] path must not be empty")
     need(s.max_rows >= 1, "[spool] max_rows must be >= 1")
     need(s.max_dead_letters >= 1, "[spool] max_dead_letters must be >= 1")
@@ -279,6 +311,13 @@ def validate(cfg: Config) -> None:
         host, _, port = cfg.http.listen.rpartition(":")
         need(host and port.isdigit() and 0 <= int(port) < 65536,
              f"[http] listen {cfg.http.listen!r} must be HOST:PORT")
+
+
+def ack_gateway_id(cfg: Config) -> str:
+    """The topic level that names this gateway in its acknowledgements: [ack] gateway_id, else
+    the broker account ([mqtt] username: the ACL lets an account publish only under its own
+    name), else the client id (a broker without logins, tests)."""
+    return cfg.ack.gateway_id or cfg.mqtt.username or cfg.mqtt.client_id
 
 
 def http_address(cfg: Config) -> tuple[str, int] | None:

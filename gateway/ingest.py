@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 
 from envbox.firmware import wire
 
+from .acks import Acker
 from .config import Config
 from .metrics import Counters
 from .spool import Accepted, Rejected, Spool
@@ -221,6 +222,7 @@ class Ingest:
         self.last_commit_s: float | None = None   # time.time() of the last spool commit
         self.spool_failing_since_s: float | None = None   # first failed commit in a row
         self.client = self._make_client()
+        self.acker = Acker(cfg, spool, counters, self._publish_ack)
 
     # --- MQTT -------------------------------------------------------------------------------
 
@@ -322,6 +324,12 @@ class Ingest:
             self.counters.add("callback_errors")
             log.exception("on_message")
 
+    def _publish_ack(self, topic: str, payload: bytes) -> bool:
+        if not self._connected.is_set():
+            return False
+        info = self.client.publish(topic, payload, qos=0, retain=True)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
@@ -395,13 +403,23 @@ class Ingest:
         return group
 
     def _run(self) -> None:
+        acker = self.acker
         while True:
             stopping = self._stop.is_set()
             group = self._take_group()
             if group:
                 self._commit_group(group)
             elif stopping:
+                try:
+                    acker.flush()      # what is committed is acknowledged before we leave
+                except Exception:  # noqa: BLE001
+                    log.exception("flushing acknowledgements")
                 return
+            try:
+                acker.tick()
+            except Exception:  # noqa: BLE001 - the box resends what we fail to acknowledge
+                self.counters.add("callback_errors")
+                log.exception("acknowledgements")
 
     def _commit_group(self, group) -> None:
         ing = self.cfg.ingest
@@ -412,10 +430,12 @@ class Ingest:
         # samples (or its dead letter) is committed.
         items = []
         batches = 0
+        batch_devices = set()
         for (_g, _mid, _qos, topic, payload, rx) in group:
             verdicts = check_payload(topic, payload, idx, now, ing.max_future_s, rx)
             if payload[:1] == _KIND_BATCH:
                 batches += 1
+                batch_devices.add(verdicts[0].device)
             items.extend(verdicts)
         delay = 0.1
         while True:
@@ -463,6 +483,8 @@ class Ingest:
                     skipped += 1
         c.add("acked", acked)
         c.add("ack_skipped", skipped)
+        # Now the boxes may hear which of their samples we hold (sent when due: acks.py).
+        self.acker.committed(items, batch_devices, res.dup_devices or ())
 
     def _record_connect(self) -> None:
         # Remember in the spool that this client id has had a session, so that a later start

@@ -35,6 +35,8 @@ from pathlib import Path
 
 log = logging.getLogger("envbox.gateway.spool")
 
+ACK_SEQ_LIMIT = 0x3FFFFFFF  # wire.py KIND_ACK: 30-bit varints, hi (excluded) at most 2^30 - 1
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,6 +122,7 @@ class IngestResult:
     duplicates: int = 0       # redeliveries of a seq already received
     dead_lettered: int = 0
     dropped_oldest: int = 0   # rows deleted to stay under max_rows
+    dup_devices: set | None = None   # devices that sent a seq already held (they wait for an ack)
 
 
 class SpoolFull(RuntimeError):
@@ -248,6 +251,7 @@ class Spool:
         dead = []
         # device -> [messages, duplicates, first_seen, last_seen, last_t_utc_s]
         touched: dict[str, list] = {}
+        dup_devices = res.dup_devices = set()
 
         def touch(device, at, t_utc_s, dup):
             d = touched.get(device)
@@ -268,11 +272,14 @@ class Spool:
                         rows.append((it.device, it.seq, it.t_utc_s, it.payload, it.received_at))
                         if dup:
                             res.duplicates += 1
+                            dup_devices.add(it.device)
                         touch(it.device, it.received_at, it.t_utc_s, dup)
                     else:
                         dup = False
                         if it.device is not None and it.count_seq and it.seq is not None:
                             dup = not self._mark_seq(c, it.device, it.seq, snapshots)
+                            if dup:
+                                dup_devices.add(it.device)
                         if it.device is not None:
                             touch(it.device, it.received_at, None, dup)
                         dead.append((it.received_at, it.topic, it.device, it.seq, it.t_utc_s,
@@ -319,6 +326,31 @@ class Spool:
                       "InfluxDB has been unreachable too long or max_rows is too small",
                       self.max_rows, res.dropped_oldest)
         return res
+
+    def held_ranges(self, device: str, seqs) -> list[tuple[int, int]]:
+        """The committed seq ranges of `device` that contain any of `seqs`, as [(lo, hi)] with
+        hi excluded (wire.encode_ack's form), oldest first. Seqs at or above
+        2^30 - 1 cannot be acknowledged (the ack's varints are 30 bits) and are left out. Call it
+        from the ingest thread after ingest() returned: its cache then holds committed ranges."""
+        r = self._load_ranges(self.conn(), device)
+        picked: dict[int, tuple[int, int]] = {}
+        for seq in seqs:
+            i = bisect.bisect_right(r, [seq, float("inf")]) - 1
+            if i >= 0 and r[i][0] <= seq <= r[i][1] and i not in picked:
+                lo, hi = r[i][0], min(r[i][1] + 1, ACK_SEQ_LIMIT)
+                if lo < hi:
+                    picked[i] = (lo, hi)
+        return [picked[i] for i in sorted(picked)]
+
+    def held_ranges_newest(self, device: str, limit: int = 16) -> list[tuple[int, int]]:
+        """The newest `limit` committed seq ranges of `device`, [(lo, hi)] with hi excluded."""
+        r = self._load_ranges(self.conn(), device)
+        out = []
+        for lo, hi in r[-limit:]:
+            hi = min(hi + 1, ACK_SEQ_LIMIT)
+            if lo < hi:
+                out.append((lo, hi))
+        return out
 
     @staticmethod
     def _bump(c, name, n):

@@ -242,8 +242,10 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         # the product's broker configuration, logins and ACL included
         import secrets
         gw_pw, dev_pw = secrets.token_hex(12), secrets.token_hex(12)
+        mon_pw = secrets.token_hex(12)
         broker = servers.Mosquitto(workdir / "mosquitto",
-                                   users={servers.GATEWAY_USER: gw_pw, device: dev_pw}).start()
+                                   users={servers.GATEWAY_USER: gw_pw, device: dev_pw,
+                                          servers.MONITOR_USER: mon_pw}).start()
         started.append(broker)
         if sink == "influx1":
             db = servers.InfluxDB1(workdir / "influxdb").start()
@@ -260,7 +262,9 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         gw = start_gateway(gw_conf, workdir / "gateway.log")
         procs.append(gw)
         wait_gateway_ready(http_port, gw)
-        meter = WireMeter(broker.port, servers.GATEWAY_USER, gw_pw)
+        # its own read-only account: the broker binds client ids to logins, so a meter logged in
+        # as the gateway would take over the gateway's session
+        meter = WireMeter(broker.port, servers.MONITOR_USER, mon_pw)
         mpy_dir = mpybuild.build(workdir / "mpy")
         sim = Simulation(workdir / "sim", device=device, minutes=minutes, warp=warp, seed=seed)
         add_kit(sim, kit)

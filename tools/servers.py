@@ -8,6 +8,7 @@ paused and restarted on the same port and data, so tests can break them on purpo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,7 +23,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 BROKER_CONF_TEMPLATE = REPO_DIR / "config" / "mosquitto.conf"
 BROKER_ACL = REPO_DIR / "config" / "mosquitto.acl"
-GATEWAY_USER = "envbox-gateway"
+GATEWAY_USER = "envbox-gateway"     # the accounts config/mosquitto.acl names
+CONFIG_USER = "envbox-config"
+MONITOR_USER = "envbox-monitor"
 
 
 class ServerError(RuntimeError):
@@ -149,23 +152,48 @@ class Server:
         self.stop()
 
 
+def broker_acl(gateways=(GATEWAY_USER,)) -> str:
+    """config/mosquitto.acl with one gateway block per account in `gateways`: the shipped block
+    is for GATEWAY_USER; further gateways get a copy under their own name (as docs/broker.md
+    tells an operator to do)."""
+    text = BROKER_ACL.read_text()
+    lines = text.splitlines()
+    start = lines.index(f"user {GATEWAY_USER}")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("user ")),
+               len(lines))
+    block = "\n".join(lines[start:end]).rstrip()
+    out = text.rstrip() + "\n"
+    for gw in gateways:
+        if gw != GATEWAY_USER:
+            out += "\n" + block.replace(GATEWAY_USER, gw) + "\n"
+    return out
+
+
 class Mosquitto(Server):
     """mosquitto with the product's broker configuration (config/mosquitto.conf).
 
+    The shipped file is used as it is, with its own ports and paths replaced: the plaintext
+    loopback listener on `port`, the TLS listener on `tls_port` with `tls` = (certificate file,
+    key file) or, without `tls`, left out; the log file, password file and ACL in `workdir`.
     `users` (name -> password) turns on the product's authentication: a password file made with
-    mosquitto_passwd and config/mosquitto.acl. Without it the broker allows anonymous clients
-    (tests of other things). `extra_conf` lines are appended last.
+    mosquitto_passwd and config/mosquitto.acl (with a block for each account in `gateways`,
+    see broker_acl). Without it the broker allows anonymous clients (tests of other things; the
+    client id then cannot be the login). `extra_conf` lines are appended last.
     """
 
     name = "mosquitto"
 
     def __init__(self, workdir, port=None, extra_conf: str = "", template: Path | None = None,
-                 users: dict | None = None):
+                 users: dict | None = None, gateways=(GATEWAY_USER,), tls=None,
+                 tls_port: int | None = None):
         super().__init__(workdir, port)
+        self.gateways = tuple(gateways)
         self.extra_conf = extra_conf
         self.template = template or BROKER_CONF_TEMPLATE
         self.conf_path = self.dir / "mosquitto.conf"
         self.users = dict(users or {})
+        self.tls = tls
+        self.tls_port = (tls_port or free_port()) if tls else None
 
     def write_passwords(self) -> Path:
         path = self.dir / "passwd"
@@ -183,22 +211,53 @@ class Mosquitto(Server):
         if self.running():
             os.kill(self.proc.pid, signal.SIGHUP)
 
-    def write_conf(self) -> None:
-        base = self.template.read_text()
-        (self.dir / "data").mkdir(exist_ok=True)
+    def render(self) -> str:
+        """The configuration file: the shipped one with this broker's ports and paths."""
+        text = self.template.read_text()
         if self.users:
-            auth = (f"password_file {self.write_passwords()}\n"
-                    f"acl_file {BROKER_ACL}\n")
+            acl = self.dir / "acl"
+            acl.write_text(broker_acl(self.gateways))
+            auth = {"password_file": str(self.write_passwords()), "acl_file": str(acl)}
         else:
-            auth = "allow_anonymous true\n"
+            auth = {}
+        tls = {"certfile": str(self.tls[0]), "keyfile": str(self.tls[1])} if self.tls else {}
+        seen = set()
+
+        def sub(m: re.Match) -> str:
+            key, value = m.group(1), m.group(2)
+            seen.add((key, value))
+            if key == "listener":
+                if value == "1883 127.0.0.1":
+                    return f"listener {self.port} 127.0.0.1"
+                if value == "8883":
+                    return f"listener {self.tls_port}" if self.tls else ""
+                raise ServerError(f"{self.template}: unexpected listener {value!r}")
+            if key == "log_dest":
+                return f"log_dest file {self.log_path}"
+            if key in ("password_file", "acl_file"):
+                return f"{key} {auth[key]}" if auth else ""
+            if key == "use_username_as_clientid":     # anonymous clients have no user name
+                return f"{key} {value}" if auth else f"{key} false"
+            return f"{key} {tls[key]}" if tls else ""     # certfile, keyfile
+        text = re.sub(r"(?m)^(listener|log_dest|password_file|acl_file|certfile|keyfile"
+                      r"|use_username_as_clientid) (.*)$", sub, text)
+        if not {("listener", "1883 127.0.0.1"), ("listener", "8883")} <= seen:
+            raise ServerError(f"{self.template}: the loopback and TLS listeners are not where "
+                              "tools/servers.py expects them")
+        (self.dir / "data").mkdir(exist_ok=True)
         # Started as root, mosquitto drops to the `mosquitto` user and then cannot write its
         # persistence file into our (root-owned) directory: stay the user that started it.
         user = "user root\n" if os.geteuid() == 0 else ""
-        conf = (f"# generated from {self.template.name}\n" + base
-                + f"\nlistener {self.port} 127.0.0.1\n"
-                + f"persistence_location {self.dir / 'data'}/\n"
-                + user + auth + self.extra_conf + "\n")
-        self.conf_path.write_text(conf)
+        anon = "" if self.users else "allow_anonymous true\n"
+        return (f"# generated from {self.template.name}\n" + text
+                + f"\npersistence_location {self.dir / 'data'}/\n"
+                + user + anon + self.extra_conf + "\n")
+
+    def write_conf(self) -> None:
+        self.conf_path.write_text(self.render())
+
+    def ready(self) -> bool:
+        return _port_open(self.port) and (not self.tls or _port_open(self.tls_port))
 
     def argv(self):
         self.write_conf()
