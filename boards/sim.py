@@ -42,6 +42,7 @@ import time
 import termios
 
 from firmware.boardbase import BoardBase
+from firmware.compat import ticks_diff
 from firmware.drivers.nmea import GNSS
 
 NAME = "sim"
@@ -345,7 +346,7 @@ class Board(BoardBase):
         self._wdt_fed = self.ticks_ms()
 
     def wdt_check(self):
-        if self._wdt_ms and time.ticks_diff(self.ticks_ms(), self._wdt_fed) > self._wdt_ms:
+        if self._wdt_ms and ticks_diff(self.ticks_ms(), self._wdt_fed) > self._wdt_ms:
             self.log("watchdog: no good sampling cycle for %d ms: reset" % self._wdt_ms)
             with open(self._cause_path(), "w") as f:
                 f.write("watchdog")

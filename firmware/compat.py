@@ -1,18 +1,25 @@
-# Names the firmware takes from MicroPython, with CPython stand-ins so the same modules import on a
-# host (the gateway, the Raspberry Pi board and the host tests use them there).
+# Names the firmware takes from MicroPython, with stand-ins so the same modules run on a host (the
+# gateway, the Raspberry Pi board and the host tests use them there).
+#
+# Tick arithmetic is the firmware's own, with the period of a 32-bit device (2^30 ms, 12.4 days),
+# everywhere: MicroPython's time.ticks_diff uses the port's small-integer range as its period,
+# which is 2^62 on the 64-bit Unix port the simulated box runs on. There, a tick counter that
+# wraps at 2^30 as a device's does (the sim board's) read through time.ticks_diff made every
+# driver warm up for ever once it wrapped. These stay small integers and allocate nothing.
 try:
-    from time import ticks_ms, ticks_diff, ticks_add  # MicroPython
+    from time import ticks_ms  # MicroPython
 except ImportError:  # CPython
     import time as _time
 
-    _PERIOD = 1 << 30
-
     def ticks_ms():
-        return int(_time.monotonic() * 1000) & (_PERIOD - 1)  # pyright: ignore  (CPython's time)
+        return int(_time.monotonic() * 1000) & 0x3FFFFFFF  # pyright: ignore  (CPython's time)
 
-    def ticks_diff(a, b):
-        d = (a - b) & (_PERIOD - 1)
-        return d - _PERIOD if d >= _PERIOD // 2 else d
 
-    def ticks_add(a, b):
-        return (a + b) & (_PERIOD - 1)
+def ticks_diff(a, b):
+    """a - b in ms for two tick values of a 2^30 ms counter (signed, |a - b| < 2^29)."""
+    d = (a - b) & 0x3FFFFFFF
+    return d - 0x40000000 if d & 0x20000000 else d
+
+
+def ticks_add(a, b):
+    return (a + b) & 0x3FFFFFFF
