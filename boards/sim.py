@@ -324,8 +324,10 @@ class Board(BoardBase):
         return self.state_dir + "/reset_cause"
 
     def flash_stats(self):
-        """(bytes programmed, sectors erased) by this run, or None on a host directory."""
-        return None if self.flash is None else (self.flash.programmed, self.flash.erases)
+        """(bytes programmed, sectors erased, programs + erases) by this run, or None on a host
+        directory."""
+        f = self.flash
+        return None if f is None else (f.programmed, f.erases, f.ops)
 
     def reset_cause(self):
         try:

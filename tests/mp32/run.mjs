@@ -64,6 +64,7 @@ import sys
 sys.path.append(${JSON.stringify(root)})
 sys.path.append(${JSON.stringify(root + "/tests/firmware")})
 sys.argv[:] = ${JSON.stringify(argv.map((a, i) => (i ? a : script)))}
+__file__ = ${JSON.stringify(script)}
 `;
 let code = 0;
 try {
