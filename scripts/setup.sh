@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics)
+# chromium (headless) and a font: the report test opens the HTML report and takes a screenshot
+PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics chromium fonts-dejavu-core)
 need=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
