@@ -104,9 +104,10 @@ def plan(spec, vehicles, days, day0_s, seed=1):
     for v in vehicles:
         for d in range(days):
             rng = random.Random("shift:%s:%s:%d" % (seed, v.device, d))
-            if rng.random() < v.skip_day_probability:
-                continue
             route = v.route_on(d)
+            # a detour day is planned: it is driven whatever the skip draw says
+            if rng.random() < v.skip_day_probability and route == v.route:
+                continue
             last_off = None
             for i, sh in enumerate(v.shifts):
                 start_h = sh.start_h + rng.uniform(-sh.jitter_min, sh.jitter_min) / 60.0

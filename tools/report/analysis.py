@@ -214,8 +214,14 @@ def _components(members: list[int], nb: list[set]) -> list[list[int]]:
 
 
 def find_hotspots(stats: pd.DataFrame, bg: dict, nb: list[set], seg_lat, seg_lon,
-                  p: Params) -> pd.DataFrame:
-    """One row per (hotspot, channel), ranked per channel by excess ratio (1 = worst)."""
+                  p: Params, nb_peak: list[set] | None = None) -> pd.DataFrame:
+    """One row per (hotspot, channel), ranked per channel by excess ratio (1 = worst).
+
+    The candidate segments of a channel are grouped into touching runs (nb); inside a run every
+    local maximum (the highest candidate within nb_peak, about two segment lengths) is a
+    hotspot of its own, so two junctions a few hundred metres apart stay two hotspots. Each
+    candidate of the run belongs to its nearest peak."""
+    nb_peak = nb if nb_peak is None else nb_peak
     rows = []
     st = stats.set_index(["channel", "seg"])
     for c in HOT_CHANNELS:
@@ -230,16 +236,24 @@ def find_hotspots(stats: pd.DataFrame, bg: dict, nb: list[set], seg_lat, seg_lon
         else:
             cand = s["trustworthy"] & (s["median"] >= p.hot_ratio * beff) & (lower > beff)
         members = [int(i) for i in s.index[cand.to_numpy()]]
+        med = {i: float(s.at[i, "median"]) for i in members}
         for comp in _components(members, nb):
-            peak = max(comp, key=lambda i: s.at[i, "median"])
-            r = s.loc[peak]
-            rows.append({"channel": c, "seg": peak, "lat": float(seg_lat[peak]),
-                         "lon": float(seg_lon[peak]), "median": float(r["median"]),
-                         "background": b, "excess_ratio": excess_ratio(c, r["median"], b),
-                         "excess": float(r["median"] - b), "passes": int(r["passes"]),
-                         "days": int(r["days"]), "ci90_lo": float(r["ci90_lo"]),
-                         "ci90_hi": float(r["ci90_hi"]), "pass_sd": float(r["pass_sd"]),
-                         "segments": sorted(comp), "n_segments": len(comp)})
+            cs = set(comp)
+            peaks = [i for i in comp
+                     if all(med[i] > med[j] or (med[i] == med[j] and i < j)
+                            for j in nb_peak[i] if j in cs)]
+            owner = {i: min(peaks, key=lambda k: _dist_m(seg_lat[i], seg_lon[i], seg_lat[k],
+                                                          seg_lon[k])) for i in comp}
+            for peak in peaks:
+                r = s.loc[peak]
+                mine = sorted(i for i in comp if owner[i] == peak)
+                rows.append({"channel": c, "seg": peak, "lat": float(seg_lat[peak]),
+                             "lon": float(seg_lon[peak]), "median": float(r["median"]),
+                             "background": b, "excess_ratio": excess_ratio(c, r["median"], b),
+                             "excess": float(r["median"] - b), "passes": int(r["passes"]),
+                             "days": int(r["days"]), "ci90_lo": float(r["ci90_lo"]),
+                             "ci90_hi": float(r["ci90_hi"]), "pass_sd": float(r["pass_sd"]),
+                             "segments": mine, "n_segments": len(mine)})
     hs = pd.DataFrame(rows)
     if hs.empty:
         return pd.DataFrame(columns=["rank", "lat", "lon", "channel", "median", "background",

@@ -100,7 +100,8 @@ def build(df: pd.DataFrame, p: A.Params, roads: str | None = None,
     stats = A.segment_stats(passes, len(seg), p)
     bg = A.backgrounds(stats)
     nb = seg.neighbours()
-    hs = A.find_hotspots(stats, bg, nb, seg.lat, seg.lon, p)
+    nb_peak = seg.neighbours(2.1 * p.seg_len_m)
+    hs = A.find_hotspots(stats, bg, nb, seg.lat, seg.lon, p, nb_peak)
     cmp = None
     if compare:
         wa, wb = compare
@@ -108,7 +109,8 @@ def build(df: pd.DataFrame, p: A.Params, roads: str | None = None,
         for t0, t1 in (wa, wb):
             ws = A.window_stats(passes, len(seg), p, t0, t1)
             if not ws.empty:
-                extra.append(A.find_hotspots(ws, A.backgrounds(ws), nb, seg.lat, seg.lon, p))
+                extra.append(A.find_hotspots(ws, A.backgrounds(ws), nb, seg.lat, seg.lon, p,
+                                             nb_peak))
         hs = A.merge_hotspots(hs, extra, p.place_radius_m)
         if not hs.empty:
             hs["rank"] = hs.groupby("channel")["excess_ratio"].rank(

@@ -49,6 +49,8 @@ def _frame(parts: list[pd.DataFrame], stats: dict) -> pd.DataFrame:
 
 def _clean(df: pd.DataFrame, stats: dict) -> pd.DataFrame:
     """Channel values only where the status says ok; no position: the sample is dropped."""
+    if df.empty or "device" not in df:
+        return pd.DataFrame()
     out = {"device": df["device"].astype(str), "t": df["t"].astype(np.int64)}
     for c in POSITION:
         out[c] = pd.to_numeric(df[c], errors="coerce").astype(np.float32) if c in df \

@@ -74,32 +74,40 @@ def segment_frame(seg: Segments, res: Result) -> pd.DataFrame:
     return st[cols].sort_values(["seg", "channel"])
 
 
+def _csv(df: pd.DataFrame, path: Path) -> None:
+    """CSV with positions to 6 decimals (~0.1 m) and other floats to 4."""
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype.kind == "f":
+            df[c] = df[c].round(6 if c in ("lat", "lon") else 4)
+    df.to_csv(path, index=False)
+
+
 def write_tables(out: Path, seg: Segments, res: Result) -> list[str]:
     files = []
     sf = segment_frame(seg, res)
-    sf.to_csv(out / "segments.csv", index=False, float_format="%.4g")
+    sf.pipe(_csv, out / "segments.csv")
     files.append("segments.csv")
     hs = res.hotspots
     cols = ["rank", "lat", "lon", "channel", "median", "background", "excess_ratio", "passes",
             "days", "place", "excess", "ci90_lo", "ci90_hi", "pass_sd", "n_segments", "seg",
             "hours", "reason"]
     (hs[[c for c in cols if c in hs]] if not hs.empty else pd.DataFrame(columns=cols[:9])) \
-        .to_csv(out / "hotspots.csv", index=False, float_format="%.6g")
+        .pipe(_csv, out / "hotspots.csv")
     files.append("hotspots.csv")
     if res.compare is not None:
-        res.compare.to_csv(out / "compare.csv", index=False, float_format="%.4g")
+        res.compare.pipe(_csv, out / "compare.csv")
         files.append("compare.csv")
-    res.aqi_hourly.to_csv(out / "aqi_hourly.csv", index=False)
-    res.aqi_daily.to_csv(out / "aqi_daily.csv", index=False)
+    res.aqi_hourly.pipe(_csv, out / "aqi_hourly.csv")
+    res.aqi_daily.pipe(_csv, out / "aqi_daily.csv")
     files += ["aqi_hourly.csv", "aqi_daily.csv"]
-    res.noise.assign(lat=seg.lat, lon=seg.lon).to_csv(out / "noise.csv", index=False,
-                                                      float_format="%.4g")
+    _csv(res.noise.assign(lat=seg.lat, lon=seg.lon), out / "noise.csv")
     files.append("noise.csv")
     # routing hints: segments that need the most passes before they can be trusted
     cov = sf[sf["channel"] == "pm10_ugm3"][["seg", "road", "lat", "lon", "days", "passes",
                                             "more_passes", "trustworthy"]]
     cov.sort_values(["trustworthy", "days", "more_passes"], ascending=[True, True, False]) \
-        .to_csv(out / "coverage.csv", index=False, float_format="%.6g")
+        .pipe(_csv, out / "coverage.csv")
     files.append("coverage.csv")
     return files
 
