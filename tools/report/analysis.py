@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 from .read import CHANNELS
 from . import standards as S
@@ -115,11 +114,32 @@ def make_passes(df: pd.DataFrame, seg_of: np.ndarray, p: Params) -> Passes:
     return Passes(pd.DataFrame(out))
 
 
+_RANK_CACHE: dict[tuple[int, float], int] = {}
+
+
+def lower_rank(n: int, level: float) -> int:
+    """1-based rank k of the order statistic that bounds a distribution-free `level` interval
+    of the median of n values from below: the smallest k with P(Bin(n, 1/2) <= k) >= (1 -
+    level) / 2 (the interval [x_k, x_(n+1-k)] then covers at least `level`; 0 = n too small)."""
+    key = (int(n), level)
+    k = _RANK_CACHE.get(key)
+    if k is None:
+        q = (1 - level) / 2
+        total, cdf, k = 2 ** n, 0, 0
+        for i in range(n + 1):
+            cdf += math.comb(n, i)
+            if cdf / total >= q:
+                k = i
+                break
+        _RANK_CACHE[key] = k
+    return k
+
+
 def _ci_bounds(seg_ids: np.ndarray, vals: np.ndarray, level: float):
     """Per group (seg_ids sorted ascending with vals sorted within): the order-statistic
     confidence interval of the median. Returns (groups, lo, hi, n)."""
     groups, starts, counts = np.unique(seg_ids, return_index=True, return_counts=True)
-    k = binom.ppf((1 - level) / 2, counts, 0.5).astype(np.int64)   # 1-based lower rank
+    k = np.array([lower_rank(int(c), level) for c in counts], dtype=np.int64)
     lo = np.full(len(groups), np.nan)
     hi = np.full(len(groups), np.nan)
     ok = k >= 1
@@ -292,10 +312,16 @@ def _dist_m(lat1, lon1, lat2, lon2):
 def hourly_profile(passes: Passes, segs: list[int], c: str) -> pd.DataFrame:
     """Per local hour: the median pass value on `segs` and over the whole district."""
     pt = passes.table
-    h = pt["hour"].astype(int)
-    both = pd.DataFrame({"hour": h, "v": pt[c], "on": pt["seg"].isin(segs)}).dropna()
-    dist = both.groupby("hour")["v"].median()
-    here = both[both["on"]].groupby("hour")["v"].agg(["median", "size"])
+    cache = passes.__dict__.setdefault("_district_hourly", {})
+    if "hour_int" not in passes.__dict__:
+        passes.__dict__["hour_int"] = pt["hour"].astype(int)
+    h = passes.__dict__["hour_int"]
+    dist = cache.get(c)
+    if dist is None:
+        dist = cache[c] = pt[c].groupby(h).median()
+    on = pt["seg"].isin(segs).to_numpy()
+    sub = pd.DataFrame({"hour": h[on], "v": pt[c][on]}).dropna()
+    here = sub.groupby("hour")["v"].agg(["median", "size"])
     out = pd.DataFrame({"district": dist}).join(here, how="left")
     return out.rename(columns={"median": "here", "size": "passes"}).reindex(range(24))
 

@@ -21,11 +21,24 @@ import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import threading
+
 import numpy as np
 import pandas as pd
 
-from . import analysis as A
-from . import geo, read, render
+from . import read
+from .standards import NOISE_LIMITS_DBA
+
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+A = geo = render = None     # imported by _load_modules, while the first answers are read
+
+
+def _load_modules(plots: bool = True) -> None:
+    global A, geo, render
+    from . import analysis, geo as g, render as r
+    A, geo, render = analysis, g, r
+    if plots:
+        render._plt()
 
 
 class ReportError(RuntimeError):
@@ -71,9 +84,9 @@ def zones_for(seg: geo.Segments, path: str | None, default: str) -> list[str]:
     polys = []
     for ft in doc.get("features", []):
         cls = str((ft.get("properties") or {}).get("class", default))
-        if cls not in A.S.NOISE_LIMITS_DBA:
+        if cls not in NOISE_LIMITS_DBA:
             raise ReportError(f"{path}: zone class {cls!r} is not one of "
-                              f"{', '.join(A.S.NOISE_LIMITS_DBA)}")
+                              f"{', '.join(NOISE_LIMITS_DBA)}")
         polys.append((shape(ft["geometry"]), cls))
     pts = shapely.points(seg.lon, seg.lat)
     out = []
@@ -82,9 +95,11 @@ def zones_for(seg: geo.Segments, path: str | None, default: str) -> list[str]:
     return out
 
 
-def build(df: pd.DataFrame, p: A.Params, roads: str | None = None,
+def build(df: pd.DataFrame, p, roads: str | None = None,
           compare: tuple | None = None, noise_zones: str | None = None):
     """The analysis of samples already read: (Segments, Result)."""
+    if A is None:
+        _load_modules(plots=False)
     if df.empty:
         raise ReportError("no samples with a position in the range")
     lat0 = float(np.nanmedian(df["lat_deg"]))
@@ -126,23 +141,27 @@ def build(df: pd.DataFrame, p: A.Params, roads: str | None = None,
     return seg, A.Result(p, stats, bg, hs, cmp, hourly, daily, noise, passes, info)
 
 
-def write(out: Path, seg: geo.Segments, res: A.Result, meta: dict, basemap: str | None,
+def write(out: Path, seg, res, meta: dict, basemap: str | None,
           plots: bool = True) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("hotspot_place*.png"), *out.glob("map_*.png"), out / "compare.png",
+                out / "compare.csv"]:
+        old.unlink(missing_ok=True)      # a report over the last one: nothing stale stays
     files = render.write_tables(out, seg, res)
     files.append(render.write_geojson(out, seg, res))
     profiles = {}
     compare_png = None
     if plots:
         hs = res.hotspots
-        for _, r in hs.iterrows():
-            prof = A.hourly_profile(res.passes, r["segments"], r["channel"])
-            png = render.plot_profile(prof, r["channel"],
-                                      f"place {r['place']}: {A.LABEL[r['channel']]} by hour")
-            name = f"hotspot_place{r['place']}_{r['channel']}.png"
-            (out / name).write_bytes(png)
-            files.append(name)
-            profiles[(int(r["place"]), r["channel"])] = png
+        if not hs.empty:
+            for place, g in hs.groupby("place"):
+                panels = [(r["channel"], A.hourly_profile(res.passes, r["segments"], r["channel"]))
+                          for _, r in g.iterrows()]
+                png = render.plot_profiles(panels, f"place {place}: by local hour")
+                name = f"hotspot_place{place}.png"
+                (out / name).write_bytes(png)
+                files.append(name)
+                profiles[int(place)] = png
         if res.compare is not None and not res.compare.empty:
             compare_png = render.plot_compare(res.compare, "before", "after")
             (out / "compare.png").write_bytes(compare_png)
@@ -188,15 +207,17 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", nargs=2, metavar="FROM..TO",
                     help="before and after windows, e.g. 2026-11-03..2026-11-16 "
                          "2026-11-18..2026-12-01")
-    ap.add_argument("--noise-class", default="4a", choices=sorted(A.S.NOISE_LIMITS_DBA),
+    ap.add_argument("--noise-class", default="4a", choices=sorted(NOISE_LIMITS_DBA),
                     help="GB 3096-2008 zone class of the roads (default 4a)")
     ap.add_argument("--noise-zones", help="GeoJSON polygons with a 'class' property")
-    ap.add_argument("--basemap", default=render.OSM_TILES,
+    ap.add_argument("--basemap", default=OSM_TILES,
                     help="tile URL template for the HTML map ({z}/{x}/{y}), or none")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     a = ap.parse_args(argv)
     out = Path(a.out)
     t_start = time.monotonic()
+    loader = threading.Thread(target=_load_modules, args=(not a.no_plots,), daemon=True)
+    loader.start()
     server = None
     run = {}
     try:
@@ -213,8 +234,9 @@ def main(argv=None) -> int:
             t1 = int(time.time())
         if t0 is None:
             t0 = t1 - 30 * 86400
-        p = A.Params(seg_len_m=a.seg_len, max_snap_m=a.max_snap, min_days=a.min_days,
-                     utc_offset_h=off, noise_class=a.noise_class)
+        from .analysis import Params
+        p = Params(seg_len_m=a.seg_len, max_snap_m=a.max_snap, min_days=a.min_days,
+                   utc_offset_h=off, noise_class=a.noise_class)
         compare = tuple(parse_window(w, off) for w in a.compare) if a.compare else None
         roads = None if a.tracks else (a.roads or (str(Path(a.run) / "roads.geojson")
                                                    if a.run and (Path(a.run) / "roads.geojson").exists()
@@ -236,6 +258,7 @@ def main(argv=None) -> int:
         else:
             df = read.read_victoriametrics(a.vm, t0, t1, devices, stats=stats)
         t_read = time.monotonic()
+        loader.join()
         seg, res = build(df, p, roads, compare, a.noise_zones)
         t_an = time.monotonic()
 

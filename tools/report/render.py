@@ -152,20 +152,26 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def plot_profile(prof: pd.DataFrame, c: str, title: str) -> bytes:
+def plot_profiles(panels: list[tuple[str, pd.DataFrame]], title: str) -> bytes:
+    """One place's hourly profiles, a panel per channel: the median pass value here and over
+    the district, by local hour."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 2.6))
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.4, 2.7), squeeze=False)
     h = np.arange(24)
-    ax.plot(h, prof["district"].to_numpy(), color="#888888", label="district", lw=1.5)
-    ax.plot(h, prof["here"].to_numpy(), "o-", color="#c0392b", label="here", lw=1.8, ms=3)
-    ax.set_xlim(0, 23)
-    ax.set_xticks(range(0, 24, 3))
-    ax.set_xlabel("local hour")
-    ax.set_ylabel(f"{LABEL[c]} ({UNIT[c]})")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
+    for ax, (c, prof) in zip(axes[0], panels):
+        ax.plot(h, prof["district"].to_numpy(), color="#888888", label="district", lw=1.5)
+        ax.plot(h, prof["here"].to_numpy(), "o-", color="#c0392b", label="here", lw=1.8, ms=3)
+        ax.set_xlim(0, 23)
+        ax.set_xticks(range(0, 24, 6))
+        ax.set_xlabel("local hour", fontsize=8)
+        ax.set_title(f"{LABEL[c]} ({UNIT[c]})", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.45 / (3.6 * n + 0.4) * 3, right=0.97, bottom=0.2, top=0.8,
+                        wspace=0.35)
     return _png(fig)
 
 
@@ -189,7 +195,7 @@ def plot_compare(cmp: pd.DataFrame, la: str, lb: str) -> bytes:
     ax.set_title("Before and after (bar: median; whisker: pass-to-pass spread)", fontsize=9)
     ax.legend(fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(bottom=0.3, top=0.88)
     return _png(fig)
 
 
@@ -207,7 +213,7 @@ def plot_map(seg: Segments, vals: np.ndarray, trust: np.ndarray, c: str) -> byte
     ax.set_aspect("equal")
     ax.set_axis_off()
     ax.set_title(f"{LABEL[c]} ({UNIT[c]}): median of drive days; {title}", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.92)
     return _png(fig)
 
 
@@ -403,8 +409,8 @@ def write_html(out: Path, seg: Segments, res: Result, meta: dict, profiles: dict
         body.append('<p class="note">Rank is per channel (1 = the highest ratio to the district '
                     'background). Noise: the ratio is of sound energy (+3 dB = 2×).</p>')
         body.append('<div class="grid">')
-        for (place, c), png in profiles.items():
-            body.append(f"<div>{_img(png, f'place {place} {c} hourly profile')}</div>")
+        for place, png in profiles.items():
+            body.append(f"<div>{_img(png, f'place {place} hourly profile')}</div>")
         body.append("</div>")
     if res.compare is not None:
         body.append(f"<h2>Before and after: {html.escape(meta['compare'])}</h2>")
