@@ -152,40 +152,47 @@ def segment_stats(passes: Passes, n_segs: int, p: Params) -> pd.DataFrame:
     """Long table, one row per (segment, channel) with data: passes, days, median, ci90_lo,
     ci90_hi, pass_sd, passes_for_target, more_passes, trustworthy."""
     pt = passes.table
-    rows = []
+    cols = ["seg", "channel", "passes", "days", "median", "ci90_lo", "ci90_hi", "pass_sd",
+            "day_min", "passes_for_target", "more_passes", "trustworthy"]
     if pt.empty:
-        return pd.DataFrame(columns=["seg", "channel", "passes", "days", "median", "ci90_lo",
-                                     "ci90_hi", "pass_sd", "passes_for_target", "more_passes",
-                                     "trustworthy"])
+        return pd.DataFrame(columns=cols)
+    seg = pt["seg"].to_numpy().astype(np.int64)
+    day = pt["day"].to_numpy().astype(np.int64)
+    sd_key = seg * 100_000 + (day - day.min())
+    codes, uniq = pd.factorize(sd_key, sort=True)
+    sd_seg = uniq // 100_000
+    # spread between passes, every channel at once: robust sd = 1.4826 x MAD per segment
+    vals = pt[list(CHANNELS)]
+    gmed = vals.groupby(seg).transform("median")
+    mad = (vals - gmed).abs().groupby(seg).median()
+    npass = vals.groupby(seg).count()
+    rows = []
     for c in CHANNELS:
-        sub = pt[["seg", "day", c]].dropna()
-        if sub.empty:
+        v = pt[c].to_numpy(dtype=np.float64)
+        ok = ~np.isnan(v)
+        if not ok.any():
             continue
+        w = _energy(v[ok]) if c == NOISE else v[ok]
+        sums = np.bincount(codes[ok], weights=w, minlength=len(uniq))
+        cnt = np.bincount(codes[ok], minlength=len(uniq))
+        have = cnt > 0
+        dm = sums[have] / cnt[have]
         if c == NOISE:
-            e = sub.assign(**{c: _energy(sub[c])})
-            dm = e.groupby(["seg", "day"], sort=True)[c].mean()
-            dm = pd.Series(_db(dm.to_numpy()), index=dm.index)
-        else:
-            dm = sub.groupby(["seg", "day"], sort=True)[c].mean()
-        day_df = dm.rename("v").reset_index()
-        g = day_df.groupby("seg")["v"]
-        med = g.median()
-        ndays = g.size()
-        gp = sub.groupby("seg")[c]
-        npass = gp.size()
-        pmed = gp.transform("median")
-        mad = (sub[c] - pmed).abs().groupby(sub["seg"]).median()
-        sd = 1.4826 * mad
-        day_df = day_df.sort_values(["seg", "v"], kind="stable")
-        grp, lo, hi, _ = _ci_bounds(day_df["seg"].to_numpy(), day_df["v"].to_numpy(), p.ci_level)
-        ci = pd.DataFrame({"ci90_lo": lo, "ci90_hi": hi}, index=grp)
-        day_min = g.min()
-        st = pd.DataFrame({"passes": npass, "days": ndays, "median": med, "pass_sd": sd,
-                           "day_min": day_min}).join(ci)
-        st["channel"] = c
+            dm = _db(dm)
+        dseg = sd_seg[have]
+        order = np.lexsort((dm, dseg))            # by segment, then value
+        dseg, dm = dseg[order], dm[order]
+        grp, lo, hi, ndays = _ci_bounds(dseg, dm, p.ci_level)
+        starts = np.searchsorted(dseg, grp)
+        mid_lo = starts + (ndays - 1) // 2
+        mid_hi = starts + ndays // 2
+        med = (dm[mid_lo] + dm[mid_hi]) / 2.0
+        st = pd.DataFrame({"seg": grp, "channel": c, "passes": npass[c].reindex(grp).to_numpy(),
+                           "days": ndays, "median": med, "ci90_lo": lo, "ci90_hi": hi,
+                           "pass_sd": 1.4826 * mad[c].reindex(grp).to_numpy(),
+                           "day_min": dm[starts]})
         if c == NOISE:
-            tgt = p.target_noise_db
-            req = np.ceil((Z90 * MEDIAN_EFF * st["pass_sd"] / tgt) ** 2)
+            req = np.ceil((Z90 * MEDIAN_EFF * st["pass_sd"] / p.target_noise_db) ** 2)
         elif c in ("temp_c", "rh_pct"):
             req = pd.Series(np.nan, index=st.index)
         else:
@@ -194,9 +201,8 @@ def segment_stats(passes: Passes, n_segs: int, p: Params) -> pd.DataFrame:
         st["passes_for_target"] = np.maximum(req, 1)
         st["more_passes"] = np.maximum(0, st["passes_for_target"] - st["passes"])
         st["trustworthy"] = st["days"] >= p.min_days
-        rows.append(st.reset_index(names="seg"))
-    out = pd.concat(rows, ignore_index=True)
-    return out
+        rows.append(st)
+    return pd.concat(rows, ignore_index=True)[cols]
 
 
 def backgrounds(stats: pd.DataFrame) -> dict[str, float]:

@@ -132,7 +132,7 @@ def match_to_roads(seg: Segments, x: np.ndarray, y: np.ndarray, max_snap_m: floa
         py.append(c[:, 1])
         ids.append(np.full(n, i, dtype=np.int32))
     tree = cKDTree(np.column_stack([np.concatenate(px), np.concatenate(py)]))
-    d, j = tree.query(np.column_stack([x, y]), distance_upper_bound=max_snap_m, workers=1)
+    d, j = tree.query(np.column_stack([x, y]), distance_upper_bound=max_snap_m, workers=2)
     ids = np.concatenate(ids)
     out = np.full(len(x), -1, dtype=np.int32)
     ok = np.isfinite(d)
