@@ -110,3 +110,16 @@ def test_roads_geojson_are_the_closed_routes():
     assert [f["properties"]["name"] for f in gj["features"]] == ["loop", "north_detour"]
     c = gj["features"][0]["geometry"]["coordinates"]
     assert c[0] == c[-1] and len(c) == 9 and c[0] == [116.4612, 39.8937]
+
+
+def test_the_single_box_simulation_takes_a_world_file(tmp_path):
+    from pathlib import Path
+
+    from envbox.simulator.run import Simulation
+    small = Path(__file__).parent / "worlds" / "small.toml"
+    sim = Simulation(tmp_path / "run", minutes=1, start_virtual_s=T0, world=str(small))
+    assert sim.world.route.points == W.load_world(small).routes["loop"]
+    assert [h.name for h in sim.world.field.hotspots][:2] == ["dust_site", "paint_shop"]
+    sim.truth.close()
+    with pytest.raises(W.WorldError):
+        Simulation(tmp_path / "run2", minutes=1, start_virtual_s=T0, world=str(tmp_path / "x.toml"))
