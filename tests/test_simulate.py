@@ -147,3 +147,11 @@ def test_simulate_into_victoriametrics_and_read_back(tmp_path):
     assert len(df) == s["produced"]
     assert set(df["device"]) == {"t-001", "t-002"}
     assert df["pm10_ugm3"].notna().mean() > 0.9 and df["lat_deg"].between(39.88, 39.9).all()
+    # and the report reads the same run through its own VictoriaMetrics start
+    from envbox.report import cli as report_cli
+    out = tmp_path / "report"
+    assert report_cli.main(["--run", str(tmp_path), "--out", str(out), "--min-days", "1",
+                            "--no-plots", "--basemap", "none"]) == 0
+    import json
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == s["produced"] and summary["hotspots"] > 0
