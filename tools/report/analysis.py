@@ -317,6 +317,10 @@ def _dist_m(lat1, lon1, lat2, lon2):
 
 def hourly_profile(passes: Passes, segs: list[int], c: str) -> pd.DataFrame:
     """Per local hour: the median pass value on `segs` and over the whole district."""
+    key = (tuple(segs), c)
+    done = passes.__dict__.setdefault("_profiles", {})
+    if key in done:
+        return done[key]
     pt = passes.table
     cache = passes.__dict__.setdefault("_district_hourly", {})
     if "hour_int" not in passes.__dict__:
@@ -329,7 +333,8 @@ def hourly_profile(passes: Passes, segs: list[int], c: str) -> pd.DataFrame:
     sub = pd.DataFrame({"hour": h[on], "v": pt[c][on]}).dropna()
     here = sub.groupby("hour")["v"].agg(["median", "size"])
     out = pd.DataFrame({"district": dist}).join(here, how="left")
-    return out.rename(columns={"median": "here", "size": "passes"}).reindex(range(24))
+    done[key] = out.rename(columns={"median": "here", "size": "passes"}).reindex(range(24))
+    return done[key]
 
 
 def elevated_hours(prof: pd.DataFrame, c: str, p: Params, min_passes: int = 3) -> list[int]:
