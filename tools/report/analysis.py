@@ -110,7 +110,7 @@ def make_passes(df: pd.DataFrame, seg_of: np.ndarray, p: Params) -> Passes:
         with np.errstate(invalid="ignore", divide="ignore"):
             m = sums / cnt
         m[cnt == 0] = np.nan
-        out[c] = _db(m) if c == NOISE else m
+        out[c] = (_db(m) if c == NOISE else m).astype(np.float32)
     return Passes(pd.DataFrame(out))
 
 
@@ -161,17 +161,17 @@ def segment_stats(passes: Passes, n_segs: int, p: Params) -> pd.DataFrame:
     sd_key = seg * 100_000 + (day - day.min())
     codes, uniq = pd.factorize(sd_key, sort=True)
     sd_seg = uniq // 100_000
-    # spread between passes, every channel at once: robust sd = 1.4826 x MAD per segment
-    vals = pt[list(CHANNELS)]
-    gmed = vals.groupby(seg).transform("median")
-    mad = (vals - gmed).abs().groupby(seg).median()
-    npass = vals.groupby(seg).count()
+    grouper = pt.groupby(seg)
     rows = []
     for c in CHANNELS:
         v = pt[c].to_numpy(dtype=np.float64)
         ok = ~np.isnan(v)
         if not ok.any():
             continue
+        # spread between passes: robust sd = 1.4826 x MAD per segment
+        col = pt[c]
+        mad_c = (col - grouper[c].transform("median")).abs().groupby(seg).median()
+        npass_c = grouper[c].count()
         w = _energy(v[ok]) if c == NOISE else v[ok]
         sums = np.bincount(codes[ok], weights=w, minlength=len(uniq))
         cnt = np.bincount(codes[ok], minlength=len(uniq))
@@ -187,9 +187,9 @@ def segment_stats(passes: Passes, n_segs: int, p: Params) -> pd.DataFrame:
         mid_lo = starts + (ndays - 1) // 2
         mid_hi = starts + ndays // 2
         med = (dm[mid_lo] + dm[mid_hi]) / 2.0
-        st = pd.DataFrame({"seg": grp, "channel": c, "passes": npass[c].reindex(grp).to_numpy(),
+        st = pd.DataFrame({"seg": grp, "channel": c, "passes": npass_c.reindex(grp).to_numpy(),
                            "days": ndays, "median": med, "ci90_lo": lo, "ci90_hi": hi,
-                           "pass_sd": 1.4826 * mad[c].reindex(grp).to_numpy(),
+                           "pass_sd": 1.4826 * mad_c.reindex(grp).to_numpy(),
                            "day_min": dm[starts]})
         if c == NOISE:
             req = np.ceil((Z90 * MEDIAN_EFF * st["pass_sd"] / p.target_noise_db) ** 2)

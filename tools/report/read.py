@@ -32,18 +32,28 @@ class ReadError(RuntimeError):
 
 
 def _frame(parts: list[pd.DataFrame], stats: dict) -> pd.DataFrame:
-    parts = [p for p in parts if len(p)]
+    """One frame of the chunks (emptied from the caller's list as they are joined)."""
+    parts[:] = [p for p in parts if len(p)]
     if not parts:
         cols = {"device": pd.Series([], dtype="category"), "t": np.array([], dtype=np.int64)}
         cols.update({c: np.array([], dtype=np.float32) for c in POSITION + CHANNELS})
         return pd.DataFrame(cols)
+    devices = sorted(set().union(*(set(p["device"].cat.categories) for p in parts)))
+    dtype = pd.CategoricalDtype(devices)
+    for part in parts:
+        part["device"] = part["device"].astype(dtype)
     df = pd.concat(parts, ignore_index=True)
-    df["device"] = df["device"].astype("category")
-    # a point written twice (VictoriaMetrics keeps duplicates) counts once
-    n = len(df)
-    df = df.drop_duplicates(subset=["device", "t"], keep="last")
-    stats["duplicates"] = stats.get("duplicates", 0) + n - len(df)
-    df = df.sort_values(["device", "t"], kind="stable").reset_index(drop=True)
+    parts.clear()
+    # one device's samples in time order; a point written twice (VictoriaMetrics keeps
+    # duplicates) counts once
+    dev = df["device"].cat.codes.to_numpy()
+    t = df["t"].to_numpy()
+    order = np.lexsort((t, dev))
+    dup = np.zeros(len(order), dtype=bool)
+    dup[:-1] = (dev[order][1:] == dev[order][:-1]) & (t[order][1:] == t[order][:-1])
+    keep = order[~dup]          # of equal (device, t) the last in the order: the later chunk
+    stats["duplicates"] = stats.get("duplicates", 0) + int(dup.sum())
+    df = df.take(keep).reset_index(drop=True)
     return df
 
 
@@ -51,7 +61,8 @@ def _clean(df: pd.DataFrame, stats: dict) -> pd.DataFrame:
     """Channel values only where the status says ok; no position: the sample is dropped."""
     if df.empty or "device" not in df:
         return pd.DataFrame()
-    out = {"device": df["device"].astype(str), "t": df["t"].astype(np.int64)}
+    out = {"device": pd.Categorical(df["device"].astype(str)),
+           "t": df["t"].to_numpy(np.int64)}
     for c in POSITION:
         out[c] = pd.to_numeric(df[c], errors="coerce").astype(np.float32) if c in df \
             else np.full(len(df), np.nan, np.float32)
