@@ -283,3 +283,11 @@ def test_dates_and_windows():
 def test_report_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert cli.main(["--run", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "not a simulate run directory" in capsys.readouterr().err
+
+
+def test_road_names_cannot_break_out_of_the_page_script():
+    from envbox.report.render import _js_json
+    import json
+    s = _js_json({"tips": ["road </script><script>alert(1)</script> <!-- x"]})
+    assert "</script" not in s and "<!--" not in s
+    assert json.loads(s)["tips"][0].startswith("road </script>")

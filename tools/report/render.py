@@ -350,6 +350,11 @@ show(document.getElementById('channel').value);
 """
 
 
+def _js_json(obj) -> str:
+    """JSON safe inside a <script> element (a road name could hold "</script>")."""
+    return json.dumps(obj).replace("<", "\\u003c")
+
+
 def _img(data: bytes, alt: str) -> str:
     return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
             f'{base64.b64encode(data).decode()}"/>')
@@ -452,6 +457,6 @@ def write_html(out: Path, seg: Segments, res: Result, meta: dict, profiles: dict
            "<meta name='viewport' content='width=device-width'>"
            f"<title>envbox report — {html.escape(meta.get('title', ''))}</title>"
            f"<style>{CSS}</style></head><body>" + "\n".join(body)
-           + f"<script>{JS % (json.dumps(layers), p.min_days)}</script></body></html>")
+           + f"<script>{JS % (_js_json(layers), p.min_days)}</script></body></html>")
     (out / "report.html").write_text(doc, encoding="utf-8")
     return "report.html"
