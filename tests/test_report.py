@@ -291,3 +291,23 @@ def test_road_names_cannot_break_out_of_the_page_script():
     s = _js_json({"tips": ["road </script><script>alert(1)</script> <!-- x"]})
     assert "</script" not in s and "<!--" not in s
     assert json.loads(s)["tips"][0].startswith("road </script>")
+
+
+def test_noise_zones_from_the_offices_file(tmp_path):
+    import json
+    cli._load_modules(plots=False)
+    proj = geo.Projector(39.89, 116.46)
+    seg = geo.segments_from_roads([("a", [(116.4600, 39.8900), (116.4700, 39.8900)])], proj, 100)
+    zone = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"class": "1"},
+        "geometry": {"type": "Polygon", "coordinates": [[[116.459, 39.889], [116.465, 39.889],
+                                                         [116.465, 39.891], [116.459, 39.891],
+                                                         [116.459, 39.889]]]}}]}
+    f = tmp_path / "zones.geojson"
+    f.write_text(json.dumps(zone))
+    z = cli.zones_for(seg, str(f), "4a")
+    assert z[0] == "1" and z[-1] == "4a" and set(z) == {"1", "4a"}
+    zone["features"][0]["properties"]["class"] = "5"
+    f.write_text(json.dumps(zone))
+    with pytest.raises(cli.ReportError, match="zone class '5'"):
+        cli.zones_for(seg, str(f), "4a")
