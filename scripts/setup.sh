@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics dnsmasq-base)
+# dnsmasq: a real DNS server for the link's tests; chromium (headless) and a font: the report
+# test opens the HTML report and takes a screenshot
+PKGS=(mosquitto mosquitto-clients influxdb victoria-metrics dnsmasq-base chromium fonts-dejavu-core)
 # node runs the 32-bit MicroPython build (tests/mp32); Debian's nodejs only where none is installed
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 need=()

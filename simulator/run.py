@@ -25,7 +25,7 @@ from .models.gnss import GNSS
 from .models.pms5003 import PMS5003, PMSFaults
 from .pty import PtyServer
 from .truth import GroundTruth
-from .world import World
+from .world import World, load_world
 
 SIM_JSON = "sim.json"
 GROUND_TRUTH = "ground_truth.jsonl"
@@ -43,7 +43,7 @@ class Simulation:
     pms_faults: PMSFaults for the PMS5003 (off by default). talker: "GP" or "GN"."""
 
     def __init__(self, run_dir, device="sj-001", minutes=30.0, warp=60.0, start_virtual_s=None,
-                 seed=1, pms_faults=None, talker="GP", gnss_no_fix_s=3):
+                 seed=1, pms_faults=None, talker="GP", gnss_no_fix_s=3, world=None):
         self.run_dir = os.path.abspath(str(run_dir))
         os.makedirs(self.run_dir, exist_ok=True)
         self.device = device
@@ -60,7 +60,9 @@ class Simulation:
         for stale in (self.sim_json_path, self.ground_truth_path):
             if os.path.exists(stale):
                 os.unlink(stale)
-        self.world = World(self.start_virtual_s, seed)
+        # world: a WorldSpec or a world file (simulator/world.py); None = the default world
+        spec = load_world(world) if isinstance(world, (str, os.PathLike)) else world
+        self.world = World(self.start_virtual_s, seed, spec)
         self.truth = GroundTruth(self.ground_truth_path)
         self.clock = None
         self.pms5003 = PMS5003(self.world, self.truth, seed=seed, faults=pms_faults or PMSFaults())
@@ -258,6 +260,8 @@ def main(argv=None):
     p.add_argument("--start", type=int, default=None,
                    help="virtual start, Unix seconds (default: so the patrol ends about now)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--world", help="world file (default: simulator/worlds/shuangjing.toml); the "
+                                   "box drives its first route")
     p.add_argument("--talker", choices=("GP", "GN"), default="GP")
     p.add_argument("--pms-fault", action="append", default=[], metavar="NAME=RATE",
                    help="PMS5003 fault rate per answer, e.g. bad_checksum=0.05 (names: %s)"
@@ -283,8 +287,12 @@ def main(argv=None):
         if name not in PMSFaults.names():
             p.error("unknown PMS5003 fault %r" % name)
         setattr(faults, name, float(rate))
-    sim = Simulation(a.dir, device=a.device, minutes=a.minutes, warp=a.warp,
-                     start_virtual_s=a.start, seed=a.seed, pms_faults=faults, talker=a.talker)
+    try:
+        sim = Simulation(a.dir, device=a.device, minutes=a.minutes, warp=a.warp,
+                         start_virtual_s=a.start, seed=a.seed, pms_faults=faults,
+                         talker=a.talker, world=a.world)
+    except ValueError as e:        # WorldError: a bad world file
+        p.error(str(e))
     add_kit(sim, a.kit)
     for spec in a.model:
         try:

@@ -1,6 +1,8 @@
 """`envbox`: the technician's and analyst's command.
 
     envbox demo [--minutes N] [--sink influx1|influx2]   a simulated patrol, end to end
+    envbox simulate [--world F] [--vehicles K] [--days D] a fleet over weeks into the database
+    envbox report --run DIR | --influx URL  --out DIR     the street map and hotspot report
     envbox payload HEX|-                                  print a wire payload as JSON
     envbox decode SENSOR FILE [--hex]                     decode a raw sensor capture
     envbox flash BOARD --device-id ID --broker H:P [--port P]   build and copy a box image
@@ -42,6 +44,12 @@ def main(argv=None) -> int:
     if cmd == "demo":
         from .demo import main as demo_main
         return demo_main(rest)
+    if cmd == "simulate":
+        from .simulate import main as simulate_main
+        return simulate_main(rest)
+    if cmd == "report":
+        from .report.cli import main as report_main
+        return report_main(rest)
     if cmd == "payload":
         return cmd_payload(rest)
     if cmd == "decode":

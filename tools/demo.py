@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import mpybuild, servers, verify
 from .simulator.run import KITS, Simulation, add_kit
+from .simulator.world import WorldError
 
 REPO = Path(__file__).resolve().parent.parent
 # Heap of the simulated box. What a device has is measured where it is as on a device, on the
@@ -237,7 +238,7 @@ class Progress:
 def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int = 1,
                device: str = "sj-001", heap: str = DEFAULT_HEAP, quiet: bool = False,
                keep_servers: bool = False, kit: str = "full",
-               sim_setup=None, outage=None) -> tuple[verify.Report, dict]:
+               sim_setup=None, outage=None, world=None) -> tuple[verify.Report, dict]:
     """Run one patrol end to end; return the comparison report and the rows read back.
 
     `sim_setup(sim)`, if given, is called before the simulation starts (fault injection).
@@ -276,7 +277,8 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         # as the gateway would take over the gateway's session
         meter = WireMeter(broker.port, servers.MONITOR_USER, mon_pw)
         mpy_dir = mpybuild.build(workdir / "mpy")
-        sim = Simulation(workdir / "sim", device=device, minutes=minutes, warp=warp, seed=seed)
+        sim = Simulation(workdir / "sim", device=device, minutes=minutes, warp=warp, seed=seed,
+                         world=world)
         add_kit(sim, kit)
         if sim_setup:
             sim_setup(sim)
@@ -386,6 +388,7 @@ def main(argv=None) -> int:
     ap.add_argument("--outage", metavar="FROM-TO",
                     help="stop the broker between these virtual minutes, e.g. 10-25")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--world", help="world file (default: simulator/worlds/shuangjing.toml)")
     ap.add_argument("--kit", choices=sorted(KITS), default="full",
                     help="modules fitted besides PMS5003 and GNSS (default: full)")
     args = ap.parse_args(argv)
@@ -398,8 +401,8 @@ def main(argv=None) -> int:
             a, _, b = args.outage.partition("-")
             outage = (float(a), float(b))
         rep, rows = run_patrol(workdir, args.minutes, args.warp, args.sink, args.seed,
-                               heap=args.heap, kit=args.kit, outage=outage)
-    except (RuntimeError, servers.ServerError) as e:
+                               heap=args.heap, kit=args.kit, outage=outage, world=args.world)
+    except (RuntimeError, servers.ServerError, WorldError) as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1
     print()
