@@ -126,16 +126,19 @@ class NorFlash:
         n = len(buf)
         if addr < 0 or addr + n > self.size:
             raise OSError(22)
-        # NOR: only erased bytes may be programmed (checked in small chunks: no big buffer)
+        # NOR: only erased bytes may be programmed (checked in small chunks: no big buffer;
+        # an erased chunk, the usual case, is one comparison)
         s = self._scratch
+        ff = self._ff
         k = 0
         while k < n:
             m = n - k if n - k < _CHUNK else _CHUNK
             v = memoryview(s)[:m]
             self.read(addr + k, v)
-            for i in range(m):
-                if s[i] != 0xFF and (s[i] & buf[k + i]) != buf[k + i]:
-                    raise OSError(5)    # programming a 0 bit back to 1 needs an erase first
+            if v != memoryview(ff)[:m]:
+                for i in range(m):
+                    if s[i] != 0xFF and (s[i] & buf[k + i]) != buf[k + i]:
+                        raise OSError(5)    # programming a 0 back to 1 needs an erase first
             k += m
         if self._cut():
             n = self.torn if self.torn < n else n

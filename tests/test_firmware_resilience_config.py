@@ -6,6 +6,7 @@ import json
 import paho.mqtt.client as mqtt
 import pytest
 
+import flashimage
 from envbox import servers
 from envbox.firmware import wire
 from envbox.simulator.run import Simulation
@@ -65,7 +66,8 @@ def test_remote_config_validated_persisted_applied_without_reboot(rig):
     assert "period_s" in refused["error"] and refused["kept_version"] == 2
     servers.eventually(lambda: _virtual_now(sim) >= 20 * 60, 60, what="minute 20")
     # persisted: on flash, and in force after a restart without the retained topic
-    assert json.loads((tmp_path / "flash" / "config.json").read_text())["version"] == 2
+    assert json.loads(flashimage.lfs_files(tmp_path / "flash" / "flash.bin")["/config.json"])[
+        "version"] == 2
     _publish_retained(broker.port, b"")          # clears the retained config
     fw.kill()
     fw.wait()
