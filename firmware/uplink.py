@@ -93,6 +93,7 @@ class Uplink:
         self._ack_wait_ms = b.ack_timeout_ms
         self._progress_ms = 0       # wall ms of the last acknowledgement progress / session start
         self._released_seen = -1
+        self._done_seen = False
 
     # ---------------------------------------------------------------- callbacks (reader task)
     def _on_puback(self, pid):
@@ -363,6 +364,11 @@ class Uplink:
                 await asyncio.wait_for_ms(c.publish(self.topic_status, self.status_json(),
                                                     0, qos=0), b.io_timeout_ms)
                 last_tx = b.wall_ms()
+            if self.done and not self._done_seen:
+                # sampling has ended (a simulated patrol): what is left is resent on the short
+                # wait again, not the long one a missing gateway had driven it to
+                self._done_seen = True
+                self._ack_wait_ms = b.ack_timeout_ms
             if self.done and j.depth() == 0 and not self.sampler.unjournaled_n:
                 j.mark()          # persist the cursor: nothing is sent again after a restart
                 await c.disconnect()

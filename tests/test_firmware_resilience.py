@@ -8,7 +8,7 @@ wire.decode_many (single samples and catch-up batches). The collector also ackno
 received, as a gateway does after its spool commit (wire.KIND_ACK, retained), so the box releases
 its journal; the whole chain with the real gateway is tested in tests/test_chaos.py and the
 end-to-end tests. The box's flash (the sim board's flash.bin: state on littlefs, the journal ring
-on a raw partition) is read with an independent parser (tests/flashimage.py), not with the
+on a raw partition) is read with an independent parser (tools/flashimage.py), not with the
 firmware's own code."""
 
 import json
@@ -22,7 +22,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-import flashimage
+from envbox import flashimage
 
 from envbox import mpybuild, servers, verify
 from envbox.demo import PM_GNSS_HEAP, start_firmware

@@ -6,7 +6,7 @@ import json
 import paho.mqtt.client as mqtt
 import pytest
 
-import flashimage
+from envbox import flashimage
 from envbox import servers
 from envbox.firmware import wire
 from envbox.simulator.run import Simulation

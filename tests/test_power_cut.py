@@ -4,7 +4,7 @@ of the ESP32 layout, or as littlefs files on the Pico W's), against a real mosqu
 
 The sim board cuts the power at the N-th program or erase of the flash (that write lost or torn,
 nothing after it) by killing the firmware (boards/simflash.py). What the flash then holds is read
-with an independent parser (tests/flashimage.py); the box is started again without a cut and
+with an independent parser (tools/flashimage.py); the box is started again without a cut and
 runs to the end of the patrol. Nothing journaled before the cut may be lost: every such sample
 reaches the broker with the same bytes, and the box goes on journaling after it. A cut during
 the first boot (littlefs being formatted, state.json written) must leave a box that boots."""
@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-import flashimage
+from envbox import flashimage
 from envbox import mpybuild, servers
 from envbox.demo import PM_GNSS_HEAP, start_firmware
 from envbox.firmware import wire

@@ -6,6 +6,7 @@
     envbox payload HEX|-                                  print a wire payload as JSON
     envbox decode SENSOR FILE [--hex]                     decode a raw sensor capture
     envbox flash BOARD --device-id ID --broker H:P [--port P]   build and copy a box image
+    envbox chaos [--boxes K] [--minutes N] [--seed S]       a fleet run with every hop killed
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def main(argv=None) -> int:
     if cmd == "decode":
         from .decode import main as decode_main
         return decode_main(rest)
+    if cmd == "chaos":
+        from .chaos import main as chaos_main
+        return chaos_main(rest)
     if cmd == "flash":
         from .provision import main as provision_main
         return provision_main(rest)

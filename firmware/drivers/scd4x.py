@@ -101,6 +101,7 @@ class SCD4x:
         self.nacks = 0
         self.not_ready = 0
         self.restarts = 0
+        self.start_retries = 0       # start_periodic_measurement NACKed and sent again
 
     # -- contract -------------------------------------------------------------------------------
     def start(self, now_ms):
@@ -126,7 +127,14 @@ class SCD4x:
         st = self._state
         if st == _STOPPING:
             if ticks_diff(now_ms, self._state_t) >= _STOP_MS:
-                self._write(CMD_START_PERIODIC)
+                # the sensor NACKs everything until its 500 ms stop has run its course (by its
+                # own clock, which the bus latency puts a little behind ours): a NACKed start is
+                # tried again every 100 ms instead of being taken for a running sensor (that
+                # cost three samples of no_data after every restart of the box)
+                if not self._write(CMD_START_PERIODIC):
+                    self.start_retries += 1
+                    self._state_t = ticks_add(now_ms, _RETRY_MS - _STOP_MS)
+                    return 0
                 if self._pressure_cmd is not None:
                     self._write(self._pressure_cmd)
                 self._state = _RUNNING

@@ -28,6 +28,8 @@ class Dev:
         self.cmds = bytearray(64)
         self.ncmds = 0
         self.stall = False
+        self.busy_until = -1         # NACKs everything until then (after a stop), like a sensor
+        self.stop_ms = 500
         i2c.on_write = self.on_write
         i2c.on_read = self.on_read
 
@@ -35,6 +37,8 @@ class Dev:
         return (self.now - self.run_t) // 5000 if self.running else 0
 
     def on_write(self, b):
+        if self.now < self.busy_until:
+            raise OSError(5)
         self.cmd = (b[0] << 8) | b[1]
         if self.ncmds < 32:
             self.cmds[2 * self.ncmds] = b[0]
@@ -46,6 +50,7 @@ class Dev:
             self.taken = 0
         elif self.cmd == 0x3F86:
             self.running = False
+            self.busy_until = self.now + self.stop_ms
 
     def on_read(self, buf):
         new = self.periods() > self.taken and not self.stall
@@ -96,6 +101,22 @@ def test_start_sequence_and_commands():
     sample(d, dev, 10000)
     eq(bytes(dev.cmds[4:8]), unhex(V["commands"]["get_data_ready_status"] + V["commands"]["read_measurement"]))
     eq(set_pressure_command(1013), unhex(V["commands"]["set_ambient_pressure_1013hpa"]))
+
+
+def test_a_start_nacked_after_the_stop_is_sent_again():
+    # the sensor's own 500 ms stop ends a little after ours (the bus latency): the first start
+    # is NACKed; the old driver took the sensor as running and CO2 read no_data for 3 samples
+    i2c = FakeI2C(0x62)
+    dev = Dev(i2c, MEAS[0])
+    dev.stop_ms = 570
+    d = SCD4x(i2c, {})
+    d.start(0)
+    for t in range(0, 1000, 10):
+        step(d, dev, t)
+    true(dev.running, "started after the retry")
+    true(d.start_retries >= 1)
+    s = sample(d, dev, 10000)
+    eq(s.status[wire.CH_CO2], wire.STATUS_OK)
 
 
 def test_vectors_decode():

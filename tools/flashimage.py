@@ -1,10 +1,11 @@
-"""Reads the sim board's flash image (flash.bin) on the host, independently of the firmware's own
-code: the journal ring on the ESP32 layout's raw partition is parsed from its documented format
+"""Reads a box's flash image on the host, independently of the firmware's own code: the sim
+board's flash.bin, or a dump of a device's flash (`esptool read_flash`, the same layout). The
+journal ring on the ESP32 layout's raw partition is parsed from its documented format
 (firmware/journal_ring.py's header comment), littlefs with littlefs-python (the C library the
 MicroPython port uses, built for CPython), the journal's segment files from the record format.
 
-Used by the tests to check what the box journaled; the firmware's parser is not used here, so a
-bug in it cannot hide itself."""
+The tests and `envbox chaos` use it to check what a box journaled; the firmware's parser is not
+used here, so a bug in it cannot hide itself."""
 
 from __future__ import annotations
 
