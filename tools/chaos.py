@@ -249,17 +249,23 @@ def run_chaos(workdir: Path, boxes: int = 4, minutes: float = 40, warp: float = 
                         # time): whatever it accepted since the restart is gone
                         back.append((v + min(20.0, 10 * warp), "broker_again", 0))
                     if what == "power_cut":
-                        gateway_up()
+                        g = procs.get("gateway")
+                        if g is None or g.poll() is not None:
+                            gateway_up()
                 elif what == "broker_again":
                     if broker.running():
                         broker.kill()
                         back.append((v + 5, "broker", 0))
                 elif what == "gateway":
-                    gateway_up()
+                    g = procs.get("gateway")
+                    if g is None or g.poll() is not None:
+                        gateway_up()
                 elif what == "influx":
-                    db.start()
+                    if not db.running():
+                        db.start()
                 elif what == "influx_resume":
-                    db.resume()
+                    if db.running():        # (it may have been killed while paused)
+                        db.resume()
                 back.sort()
             for i, dev in enumerate(devices):
                 p = procs.get(dev)
