@@ -309,7 +309,10 @@ class Board(BoardBase):
         return (self._ticks0 + w * self._warp_milli // 1000000) & _TICKS_MASK
 
     def log(self, msg):
-        print("[%s %d] %s" % (NAME, self.ticks_ms() // 1000, msg))
+        # virtual seconds since the simulation's t0 (not the tick counter, which starts near
+        # its wrap): the log lines line up with the simulator's clock
+        w = time.time_ns() // 1000 - self._t0_wall_us
+        print("[%s %d] %s" % (NAME, w * self._warp_milli // 1000000000, msg))
 
     def ntp_s2020(self):
         # no NTP on the sim board: the simulator's GNSS is the only time source (and the tests
