@@ -262,6 +262,7 @@ class Uplink:
         while True:
             if link is not None and not link.up.is_set():
                 await link.up.wait()
+            self.pubacks_this_link = 0      # (a failed attempt carries no data: backoff grows)
             c = self.client_factory(self)
             c.on_puback = self._on_puback
             c.on_message = self._on_message
