@@ -7,6 +7,7 @@
     envbox decode SENSOR FILE [--hex]                     decode a raw sensor capture
     envbox flash BOARD --device-id ID --broker H:P [--port P]   build and copy a box image
     envbox chaos [--boxes K] [--minutes N] [--seed S]       a fleet run with every hop killed
+    envbox partitions [--bin FILE]                          the ESP32 partition table the box needs
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def main(argv=None) -> int:
     if cmd == "decode":
         from .decode import main as decode_main
         return decode_main(rest)
+    if cmd == "partitions":
+        from .partitions import main as partitions_main
+        return partitions_main(rest)
     if cmd == "chaos":
         from .chaos import main as chaos_main
         return chaos_main(rest)
