@@ -294,7 +294,9 @@ class Board(BoardBase):
                 for _ in range(FIRMWARE_FILES_BYTES // 1024):
                     f.write(z)
         if journal_bytes and self._ring is None:
+            # a small cap (tests of a full journal): segments small enough to drop a few at a time
             self.journal_max_bytes = journal_bytes
+            self.journal_seg_bytes = max(1024, min(self.journal_seg_bytes, journal_bytes // 4))
 
     def open_journal(self):
         if self._ring is not None:

@@ -34,13 +34,13 @@ pytestmark = pytest.mark.slow
 DEVICE = "sj-001"
 
 
-def read_journal(flash_dir: Path, journal_bytes: int = 0) -> dict[int, bytes]:
+def read_journal(flash_dir: Path, layout: str = "esp32") -> dict[int, bytes]:
     """seq -> payload of every intact sample record on the box's flash."""
-    return flashimage.journal(flash_dir, "esp32", journal_bytes)
+    return flashimage.journal(flash_dir, layout)
 
 
-def read_state(flash_dir: Path) -> dict:
-    return json.loads(flashimage.lfs_files(flash_dir / "flash.bin")["/state.json"])
+def read_state(flash_dir: Path, layout: str = "esp32") -> dict:
+    return json.loads(flashimage.lfs_files(flash_dir / "flash.bin", layout)["/state.json"])
 
 
 class Collector:
@@ -224,29 +224,33 @@ def test_broker_down_30_virtual_minutes_every_sample_arrives(rig):
         assert by_seq.get(seq) == wire.decode(payload), f"journaled seq {seq} differs"
 
 
-def test_sigkill_20_times_nothing_journaled_is_lost(rig):
+@pytest.mark.parametrize("layout", ["esp32", "pico_w"])
+def test_sigkill_20_times_nothing_journaled_is_lost(rig, layout):
+    """On the ESP32 layout (the journal ring on its raw partition) and the Pico W's (the journal
+    in littlefs files): 20 power cuts at random points of a patrol."""
     tmp_path, made = rig
     broker, coll, sim, mpy = _setup(tmp_path, made, minutes=45)
+    flash_env = {"ENVBOX_FLASH": layout}
     rnd = random.Random(4)
     journaled: dict[int, bytes] = {}
     boots = 0
     fw = None
     for k in range(20):
-        fw = _firmware(tmp_path, made, sim, broker.port, mpy)
+        fw = _firmware(tmp_path, made, sim, broker.port, mpy, env=flash_env)
         boots += 1
         time.sleep(rnd.uniform(0.3, 1.6))   # a random point of a run: wall time, on purpose
         fw.kill()
         fw.wait()
-        seen = read_journal(tmp_path / "flash")
+        seen = read_journal(tmp_path / "flash", layout)
         for seq, payload in seen.items():
             if seq in journaled:
                 assert journaled[seq] == payload, f"seq {seq} rewritten with other bytes"
         lost = [s for s in journaled if s not in seen and s >= min(seen, default=0)]
         assert not lost, f"journaled records vanished after kill {k}: {lost[:5]}"
         journaled.update(seen)
-    fw = _firmware(tmp_path, made, sim, broker.port, mpy)
+    fw = _firmware(tmp_path, made, sim, broker.port, mpy, env=flash_env)
     _wait_exit(fw, tmp_path, 180)
-    journaled.update(read_journal(tmp_path / "flash"))
+    journaled.update(read_journal(tmp_path / "flash", layout))
     servers.eventually(lambda: all(s in {d["seq"] for d in coll.samples} for s in journaled),
                        20, what="every journaled sample at the broker")
     by_seq = check_stream(coll.samples)
@@ -255,7 +259,7 @@ def test_sigkill_20_times_nothing_journaled_is_lost(rig):
     # sequence numbers survived every reboot: one strictly increasing numbering
     ts = [wire.decode(journaled[s])["t_utc_s"] for s in sorted(journaled)]
     assert ts == sorted(ts) and len(set(ts)) == len(ts)
-    state = read_state(tmp_path / "flash")
+    state = read_state(tmp_path / "flash", layout)
     # every start that got as far as opening the journal counted itself (a kill can come
     # earlier, during the interpreter's start)
     booted = _log_tail(tmp_path, 10 ** 7).count("] boot ")
@@ -291,12 +295,14 @@ def test_broker_that_never_connacks_then_drops_after_every_publish(rig):
     assert "late_slots=0" in _log_tail(tmp_path), "the sampler was never held up"
 
 
-def test_full_journal_drops_oldest_counts_and_reports(rig):
+@pytest.mark.parametrize("layout", ["esp32", "pico_w"])
+def test_full_journal_drops_oldest_counts_and_reports(rig, layout):
     tmp_path, made = rig
     broker, coll, sim, mpy = _setup(tmp_path, made, minutes=45)
     broker.stop()
-    # a ring of 3 sectors of 51 records (the PMS5003+GNSS kit): 25.5 virtual minutes at most
-    small = {"ENVBOX_FLASH_JOURNAL_BYTES": "12288"}
+    # a ring of 3 sectors of 51 records (the PMS5003+GNSS kit): 25.5 virtual minutes at most;
+    # on the Pico W layout 12 KiB of littlefs segment files
+    small = {"ENVBOX_FLASH_JOURNAL_BYTES": "12288", "ENVBOX_FLASH": layout}
     fw = _firmware(tmp_path, made, sim, broker.port, mpy, env=small)
     servers.eventually(lambda: _virtual_now(sim) >= 32 * 60, 60, what="minute 32")
     # a power cut while full: the drop count must survive it (the broker is still down, so
