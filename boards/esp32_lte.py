@@ -107,11 +107,8 @@ class Board(BoardBase):
         else:
             cfg = config
         self.cfg = cfg
-        self.device_id = cfg.get("device_id", "esp32-001").encode()
-        broker = cfg.get("broker", "127.0.0.1:1883")
-        host, _, port = broker.rpartition(":")
-        self.broker_host = host or "127.0.0.1"
-        self.broker_port = int(port)
+        # identity, broker login and TLS, config key: read as on every board (boardbase)
+        self.load_net(cfg, "esp32-001")
         self.answer_timeout_ms = ANSWER_TIMEOUT_MS
         kit = cfg.get("modules") or DEFAULT_KIT
         self.plan = []

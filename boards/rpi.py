@@ -203,11 +203,8 @@ class Board(BoardBase):
         open_i2c = open_i2c or SMBusI2C
         if ticks_ms is not None:
             self.ticks_ms = ticks_ms
-        self.device_id = cfg.get("device_id", "rpi-001").encode()
-        broker = cfg.get("broker", "127.0.0.1:1883")
-        host, _, port = broker.rpartition(":")
-        self.broker_host = host or "127.0.0.1"
-        self.broker_port = int(port)
+        # identity, broker login and TLS, config key: read as on every board (boardbase)
+        self.load_net(cfg, "rpi-001")
         self.uarts = {}
         used = {}
         # one module per port: two modules on one UART would answer on top of each other
