@@ -201,7 +201,8 @@ def parse(out: str) -> dict:
             rep["sample"] = s
             rep["sample_bytes"] = len(raw)
             rep["gnss"] = d["gnss"]
-            dead = [n for n, c in s["channels"].items() if c.get("status") == "no_data"]
+            dead = [n for n, c in s["channels"].items() if c.get("status") in ("no_data", "sensor_error",
+                                                                               "checksum_error")]
             if dead:
                 rep["problems"].append(f"no data from {', '.join(sorted(dead))}")
             if not d["gnss"]["sentences_ok"]:
