@@ -25,9 +25,11 @@
 # only a bench board can show (PWRKEY polarity and timing of your revision, network.PPP in your
 # MicroPython build, the APN) is listed in docs/boards.md, "LTE bring-up".
 #
-# Config: /config.json (tools/provision.py): {"device_id", "broker", "modem": "sim7600" |
-# "a7670", "apn", "apn_user", "apn_password", "sim_pin", "ntp_host", "modules": [...],
-# "cfg": {module: driver cfg}}.
+# Config: /config.json (`envbox provision` writes it, `envbox flash` copies it): {"device_id",
+# "broker", "modem": "sim7600" | "a7670", "apn", "apn_user", "apn_password", "sim_pin",
+# "ntp_host", "modules": [...], "cfg": {module: driver cfg}} and the login, TLS and config key
+# every board reads in BoardBase.load_net: "mqtt_password", "ca_pem", "tls_server_hostname",
+# "config_key", "insecure" (docs/provisioning.md).
 
 import time
 

@@ -24,6 +24,9 @@
 #               "modbus_noise": {"port": "/dev/ttyUSB5", "baud": 4800, "cfg": {"address": 1}}},
 #    "i2c": {"bus": 1, "devices": {"0x62": "scd4x", "0x44": "sht4x"}}}
 #
+# plus the login, TLS and config key every board reads in BoardBase.load_net ("mqtt_password",
+# "ca_pem", "tls_server_hostname", "config_key", "insecure": docs/provisioning.md).
+#
 # A port is a path, or {"port", "baud" (default 9600; Modbus: the driver cfg's baud, 4800),
 # "cfg" (driver cfg), "rs485" (true: the kernel drives the transceiver's DE from RTS, for an
 # on-board UART with a MAX485/SP3485 instead of an auto-direction USB adapter)}.

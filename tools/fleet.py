@@ -262,7 +262,7 @@ def write_if_changed(path: Path, data: str, mode: int = 0o644) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as f:
@@ -371,6 +371,7 @@ def provision(fleet: Fleet, rows: list[dict], broker: str | None = None,
     rotate = rotate or set()
     revoke = revoke or set()
     check_acl(acl or REPO / "config" / "mosquitto.acl")
+    fleet.root.mkdir(parents=True, exist_ok=True, mode=0o700)    # it holds the fleet's secrets
     st = fleet.settings
     if broker:
         st["broker"] = check_broker(broker)
