@@ -65,7 +65,9 @@ def test_remote_config_validated_persisted_applied_without_reboot(rig):
     assert "period_s" in refused["error"] and refused["kept_version"] == 2
     servers.eventually(lambda: _virtual_now(sim) >= 20 * 60, 60, what="minute 20")
     # persisted: on flash, and in force after a restart without the retained topic
-    assert json.loads((tmp_path / "flash" / "config.json").read_text())["version"] == 2
+    import flashimage       # the box's littlefs, read independently of the firmware
+    cfg = flashimage.lfs_files(tmp_path / "flash" / "flash.bin")["/config.json"]
+    assert json.loads(cfg)["version"] == 2
     _publish_retained(broker.port, b"")          # clears the retained config
     fw.kill()
     fw.wait()
