@@ -172,7 +172,7 @@ def test_tls_to_the_broker(rig):
     n = len(coll.samples)
     fw2 = _firmware(tmp_path, made, sim2, tls_port, mpy, heap="256k",
                     env={"ENVBOX_MQTT_TLS_CA": str(other_ca),
-                                      "ENVBOX_STATE_DIR": str(tmp_path / "flash2")})
+                         "ENVBOX_STATE_DIR": str(tmp_path / "flash2")})
     servers.eventually(lambda: "mqtt link lost" in _log_tail(tmp_path), 30,
                        what="the untrusted broker refused")
     fw2.kill()
