@@ -25,9 +25,11 @@
 # only a bench board can show (PWRKEY polarity and timing of your revision, network.PPP in your
 # MicroPython build, the APN) is listed in docs/boards.md, "LTE bring-up".
 #
-# Config: /config.json (tools/provision.py): {"device_id", "broker", "modem": "sim7600" |
-# "a7670", "apn", "apn_user", "apn_password", "sim_pin", "ntp_host", "modules": [...],
-# "cfg": {module: driver cfg}}.
+# Config: /config.json (`envbox provision` writes it, `envbox flash` copies it): {"device_id",
+# "broker", "modem": "sim7600" | "a7670", "apn", "apn_user", "apn_password", "sim_pin",
+# "ntp_host", "modules": [...], "cfg": {module: driver cfg}} and the login, TLS and config key
+# every board reads in BoardBase.load_net: "mqtt_password", "ca_pem", "tls_server_hostname",
+# "config_key", "insecure" (docs/provisioning.md).
 
 import time
 
@@ -107,11 +109,8 @@ class Board(BoardBase):
         else:
             cfg = config
         self.cfg = cfg
-        self.device_id = cfg.get("device_id", "esp32-001").encode()
-        broker = cfg.get("broker", "127.0.0.1:1883")
-        host, _, port = broker.rpartition(":")
-        self.broker_host = host or "127.0.0.1"
-        self.broker_port = int(port)
+        # identity, broker login and TLS, config key: read as on every board (boardbase)
+        self.load_net(cfg, "esp32-001")
         self.answer_timeout_ms = ANSWER_TIMEOUT_MS
         kit = cfg.get("modules") or DEFAULT_KIT
         self.plan = []

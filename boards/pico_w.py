@@ -19,6 +19,8 @@
 #   {"device_id": "pico-001", "broker": "192.168.1.10:1883", "wifi_ssid": "...",
 #    "wifi_password": "...", "ntp_host": "pool.ntp.org" (optional),
 #    "modules": ["pms5003", "ze03_o3", ...] (default: all of the kit)}
+# and the login, TLS and config key every board reads in BoardBase.load_net: "mqtt_password",
+# "ca_pem", "tls_server_hostname", "config_key", "insecure" (docs/provisioning.md).
 # The Wi-Fi station is supervised by firmware/linkwifi.py (joins, watches, re-joins with the
 # station's status codes in the status message).
 # Flash: 2 MB, of which MicroPython leaves about 1.4 MB to littlefs: the journal gets
@@ -91,11 +93,8 @@ class Board(BoardBase):
         else:
             cfg = config
         self.cfg = cfg
-        self.device_id = cfg.get("device_id", "pico-001").encode()
-        broker = cfg.get("broker", "127.0.0.1:1883")
-        host, _, port = broker.rpartition(":")
-        self.broker_host = host or "127.0.0.1"
-        self.broker_port = int(port)
+        # identity, broker login and TLS, config key: read as on every board (boardbase)
+        self.load_net(cfg, "pico-001")
         self.answer_timeout_ms = ANSWER_TIMEOUT_MS
         kit = cfg.get("modules") or DEFAULT_KIT
         self.plan = []          # (module, bus, where): the bus plan, for tests and the status

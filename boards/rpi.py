@@ -24,6 +24,9 @@
 #               "modbus_noise": {"port": "/dev/ttyUSB5", "baud": 4800, "cfg": {"address": 1}}},
 #    "i2c": {"bus": 1, "devices": {"0x62": "scd4x", "0x44": "sht4x"}}}
 #
+# plus the login, TLS and config key every board reads in BoardBase.load_net ("mqtt_password",
+# "ca_pem", "tls_server_hostname", "config_key", "insecure": docs/provisioning.md).
+#
 # A port is a path, or {"port", "baud" (default 9600; Modbus: the driver cfg's baud, 4800),
 # "cfg" (driver cfg), "rs485" (true: the kernel drives the transceiver's DE from RTS, for an
 # on-board UART with a MAX485/SP3485 instead of an auto-direction USB adapter)}.
@@ -203,11 +206,8 @@ class Board(BoardBase):
         open_i2c = open_i2c or SMBusI2C
         if ticks_ms is not None:
             self.ticks_ms = ticks_ms
-        self.device_id = cfg.get("device_id", "rpi-001").encode()
-        broker = cfg.get("broker", "127.0.0.1:1883")
-        host, _, port = broker.rpartition(":")
-        self.broker_host = host or "127.0.0.1"
-        self.broker_port = int(port)
+        # identity, broker login and TLS, config key: read as on every board (boardbase)
+        self.load_net(cfg, "rpi-001")
         self.uarts = {}
         used = {}
         # one module per port: two modules on one UART would answer on top of each other

@@ -6,9 +6,12 @@
 # counter (virtual milliseconds), and the broker address (ENVBOX_BROKER=host:port).
 #
 # Environment: ENVBOX_SIM_JSON (path of sim.json, required), ENVBOX_BROKER (default
-# 127.0.0.1:1883), ENVBOX_DEVICE (overrides sim.json's device id), ENVBOX_MQTT_USER and
-# ENVBOX_MQTT_PASSWORD (broker login), ENVBOX_MQTT_TLS_CA (PEM file: connect with TLS and verify
-# the broker against it), and the flash:
+# 127.0.0.1:1883), ENVBOX_DEVICE (overrides sim.json's device id), the broker login and TLS:
+# ENVBOX_BOX_CONFIG (a provisioned config.json: login, CA, config key, `insecure`, as on a real
+# board), else ENVBOX_MQTT_PASSWORD (login as the device id), ENVBOX_MQTT_TLS_CA (PEM file: TLS,
+# the broker verified against it), ENVBOX_CONFIG_KEY (hex: signed remote configs only) and
+# ENVBOX_MQTT_INSECURE (default 1: a simulated box without credentials may connect), and the
+# flash:
 #
 #   ENVBOX_STATE_DIR   the directory that holds the box's flash: the image file flash.bin, or with
 #                      ENVBOX_FLASH=host the state files themselves (default sim.json's
@@ -170,32 +173,28 @@ class Board(BoardBase):
         self.warp = warp
         self._warp_milli = int(warp * 1000 + 0.5)
         self._t0_wall_us = int(float(cfg["t0_wall_s"]) * 1000000)
-        dev = os.getenv("ENVBOX_DEVICE") or cfg.get("device") or "sim-001"
-        self.device_id = dev.encode()
-        broker = os.getenv("ENVBOX_BROKER") or cfg.get("broker") or "127.0.0.1:1883"
-        host, _, port = broker.rpartition(":")
-        self.broker_host = host or "127.0.0.1"
-        self.broker_port = int(port)
-        ca = os.getenv("ENVBOX_MQTT_TLS_CA")
-        if ca:
-            # TLS to the broker, verifying its certificate against this CA (PEM file)
-            import ssl
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            with open(ca, "rb") as f:
-                pem = f.read()
-            if pem.startswith(b"-----"):
-                # this port's ssl takes DER only: the base64 between the BEGIN/END lines
-                import binascii
-                body = b"".join(ln for ln in pem.split(b"\n") if ln and not ln.startswith(b"-"))
-                pem = binascii.a2b_base64(body)
-            ctx.load_verify_locations(cadata=pem)
-            self.mqtt_ssl = ctx
-        user = os.getenv("ENVBOX_MQTT_USER")
-        if user:
-            # the broker's ACL lets a box publish only under its own id (config/mosquitto.acl)
-            self.mqtt_user = user.encode()
-            self.mqtt_password = (os.getenv("ENVBOX_MQTT_PASSWORD") or "").encode()
+        # identity, login, TLS and config key as every board reads them (BoardBase.load_net):
+        # from a provisioned config.json (ENVBOX_BOX_CONFIG), else from the ENVBOX_MQTT_*
+        # variables; ENVBOX_DEVICE and ENVBOX_BROKER override (tests pick free ports)
+        bc = os.getenv("ENVBOX_BOX_CONFIG")
+        if bc:
+            with open(bc) as f:
+                net = json.load(f)
+        else:
+            net = {"insecure": os.getenv("ENVBOX_MQTT_INSECURE", "1") != "0"}
+            if os.getenv("ENVBOX_MQTT_PASSWORD"):
+                net["mqtt_password"] = os.getenv("ENVBOX_MQTT_PASSWORD")
+            ca = os.getenv("ENVBOX_MQTT_TLS_CA")
+            if ca:
+                with open(ca) as f:
+                    net["ca_pem"] = f.read()
+            if os.getenv("ENVBOX_CONFIG_KEY"):
+                net["config_key"] = os.getenv("ENVBOX_CONFIG_KEY")
+        net["device_id"] = (os.getenv("ENVBOX_DEVICE") or net.get("device_id")
+                            or cfg.get("device") or "sim-001")
+        net["broker"] = (os.getenv("ENVBOX_BROKER") or cfg.get("broker") or net.get("broker")
+                         or "127.0.0.1:1883")
+        self.load_net(net)
         self.keepalive_s = 30
         # acknowledgements come from a gateway running in wall time; resend after 5 s of none
         self.ack_timeout_ms = int(os.getenv("ENVBOX_ACK_TIMEOUT_MS") or 5000)

@@ -115,6 +115,10 @@ class App:
                                on_dropped=self._persist_dropped)
         self.uplink = Uplink(b, j, self.sampler, dev, client_factory,
                              status_json=self.status_json, on_config=self._on_config)
+        # without TLS or a login (allowed only by config.json's `insecure: true`): the status
+        # message says so; without either and not allowed, the box does not connect (main)
+        self.uplink.insecure = b.connection_insecure()
+        self.net_refusal = b.net_refusal()
         self.seq_first = j.next_seq
         self.start_ms = b.ticks_ms()
         self._arm_watchdog()
@@ -146,30 +150,52 @@ class App:
             pass
 
     def _on_config(self, payload):
-        """A message on the config topic: validate, persist, apply; returns the status message
-        that says what happened (or None for the retained copy of what is in force)."""
+        """A message on the config topic: check its signature, validate, persist, apply;
+        returns the status message that says what happened (or None for the retained copy of
+        what is in force, and for a cleared topic). Whatever arrives is answered: a message too
+        large for the MQTT client (payload None, read past and acknowledged by firmware/mqtt.py),
+        unsigned or forged, unparseable, invalid or older than what is applied is `refused` with
+        the reason, and the configuration in force stays."""
+        kept = self.cfg.version
         if payload is None:
-            # larger than the MQTT client's packet limit: read past, acknowledged, refused
-            return '{"config":"refused","error":"larger than %d bytes","kept_version":%d}' % (
-                self.board.max_packet_bytes, self.cfg.version)
-        try:
-            doc = json.loads(payload)
-        except ValueError:
-            doc = None
+            return self._refused("larger than %d bytes" % self.board.max_packet_bytes, kept)
+        if not len(payload):
+            return None     # the retained config was cleared: nothing to apply
+        b = self.board
         cm = _cold("config")
-        cfg, err = cm.validate(doc) if doc is not None else (None, "config is not JSON")
+        doc, err = cm.unwrap(b.config_key, self.device, payload, b.insecure)
+        if doc is None:
+            return self._refused(err, kept)
+        try:
+            doc = json.loads(doc)
+        except ValueError:
+            return self._refused("config is not JSON", kept)
+        cfg, err = cm.validate(doc)
         if cfg is None:
-            return '{"config":"refused","error":%s,"kept_version":%d}' % (
-                json.dumps(err), self.cfg.version)
+            return self._refused(err, kept)
         if cfg == self.cfg.cfg:
             return None     # the retained copy of what is already in force (every reconnect)
+        v = cfg["version"]
+        if v <= kept:
+            # an old document replayed (signed once, still valid) or a new one that forgot to
+            # count up: only a newer version replaces what is in force
+            return self._refused("version %d is not newer than the applied %d" % (v, kept), kept)
         try:
             cm.save(self.cfg_path, cfg)
         except OSError as e:
-            return '{"config":"refused","error":"persist failed: %s"}' % e
+            return self._refused("persist failed: %s" % e, kept)
         self.sampler.cfg = Applied(cfg)
         self._arm_watchdog()
-        return '{"config":"applied","version":%d}' % cfg["version"]
+        return '{"config":"applied","version":%d}' % v
+
+    @staticmethod
+    def _refused(why, kept):
+        return '{"config":"refused","error":%s,"kept_version":%d}' % (json.dumps(why), kept)
+
+    async def _offline(self, why):
+        self.board.log("uplink: " + why)
+        while not self.uplink.done:
+            await asyncio.sleep_ms(1000)
 
     # ---------------------------------------------------------------- status
     def status_json(self):
@@ -178,8 +204,12 @@ class App:
     # ---------------------------------------------------------------- main
     async def main(self):
         b = self.board
+        # no credentials: sample and journal, never connect (a box must not talk to a broker in
+        # the clear or anonymously unless its config says it may)
+        up_run = (self.uplink.run() if self.net_refusal is None
+                  else self._offline(self.net_refusal))
         tasks = [asyncio.create_task(self.sampler.io_task()),
-                 asyncio.create_task(self.uplink.run())]
+                 asyncio.create_task(up_run)]
         if b.link is not None:
             tasks.append(asyncio.create_task(b.link.run()))
         up = tasks[1]

@@ -10,6 +10,17 @@
 #    "cal": {"pm25_ugm3": {"offset": -1.5, "slope": 0.93}}}
 #                                         corrected = raw * slope + offset, in the channel's unit
 #
+# Signed documents (docs/provisioning.md, "Remote configuration"). A box provisioned with a config
+# key (config.json "config_key", per device) takes only signed documents; the message on the
+# topic is
+#
+#   <64 hex digits: HMAC-SHA256(key, device id + "\n" + document)> <space> <document>
+#
+# with the document at most MAX_DOC_BYTES. `envbox config push` (tools/configpush.py) signs with
+# this module's sign() on the host, the box checks with unwrap(). The box also refuses a version
+# older than the one it applied (app._on_config): an old signed document replayed stays old.
+# Only a box without a key whose config.json says `insecure: true` takes unsigned documents.
+#
 # Calibration is applied in integers on the box (app.Applied: slope x10^4, offset in the wire
 # scale), and a sample that had any correction applied carries wire.FLAG_CALIBRATED. This module
 # is loaded only to parse, persist or load a config, and unloaded after (app._cold).
@@ -20,6 +31,63 @@ import os
 from . import wire
 
 _KEYS = ("version", "period_s", "channels", "cal")
+MAX_DOC_BYTES = 2048        # a configuration document, without its signature
+SIG_HEX = 64                # the signature: HMAC-SHA256 as hex digits
+
+
+def hmac_sha256(key, *parts):
+    """HMAC-SHA256 (RFC 2104) of the concatenated `parts` with `key`: MicroPython has
+    hashlib.sha256 but no hmac module. Allocates a little; runs once per config message."""
+    import hashlib
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    pad = bytearray(64)
+    pad[:len(key)] = key
+    for i in range(64):
+        pad[i] ^= 0x36
+    h = hashlib.sha256(pad)
+    for p in parts:
+        h.update(p)
+    inner = h.digest()
+    for i in range(64):
+        pad[i] ^= 0x36 ^ 0x5C
+    h = hashlib.sha256(pad)
+    h.update(inner)
+    return h.digest()
+
+
+def _sig_hex(key, device, doc):
+    import binascii
+    return binascii.hexlify(hmac_sha256(key, device, b"\n", doc))
+
+
+def sign(key, device, doc):
+    """The message to publish for `doc` (bytes) to box `device` (bytes) with its key."""
+    return _sig_hex(key, device, doc) + b" " + doc
+
+
+def unwrap(key, device, payload, unsigned_ok=False):
+    """(document bytes, None) or (None, reason) for a message on the config topic. With a key,
+    only a message signed with it passes; without one, an unsigned document passes only if
+    `unsigned_ok` (a box whose config says insecure)."""
+    n = len(payload)
+    if key is None:
+        if not unsigned_ok:
+            return None, "no config key provisioned: remote config refused"
+        doc = payload
+    else:
+        if n < SIG_HEX + 2 or payload[SIG_HEX] != 0x20:
+            return None, "not signed"
+        want = _sig_hex(key, device, payload[SIG_HEX + 1:])
+        d = 0
+        for i in range(SIG_HEX):
+            d |= want[i] ^ payload[i]     # all the digits, whatever differs first
+        if d:
+            return None, "bad signature"
+        doc = payload[SIG_HEX + 1:]
+    if len(doc) > MAX_DOC_BYTES:
+        return None, "document larger than %d bytes" % MAX_DOC_BYTES
+    return doc, None
 
 
 def _num(x):

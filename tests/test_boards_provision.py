@@ -23,7 +23,8 @@ MP = os.path.join(os.path.dirname(sys.executable), "micropython")
 def test_staged_image_runs_from_mpy_files(tmp_path, capsys, board, extra):
     img = tmp_path / "img"
     rc = provision_main([board, "--device-id", "sj-042", "--broker", "10.1.2.3:1883",
-                         "--modules", "pms5003,ze03_no2,sht4x", "--out", str(img), *extra])
+                         "--modules", "pms5003,ze03_no2,sht4x", "--out", str(img), "--insecure",
+                         *extra])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert "s3cret" not in json.dumps(out)
@@ -33,6 +34,7 @@ def test_staged_image_runs_from_mpy_files(tmp_path, capsys, board, extra):
     assert not [f for f in files if f.endswith(".py") and f != "main.py"]
     cfg = json.loads((img / "config.json").read_text())
     assert cfg["device_id"] == "sj-042" and cfg["broker"] == "10.1.2.3:1883"
+    assert cfg["insecure"] is True
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "machine.py").write_text(MP_MACHINE)
@@ -53,8 +55,11 @@ def test_staged_image_runs_from_mpy_files(tmp_path, capsys, board, extra):
 @pytest.mark.parametrize("args,needle", [
     (["pico_w", "--device-id", "a/b", "--broker", "h:1", "--wifi-ssid", "x"], "device id"),
     (["pico_w", "--device-id", "ok", "--broker", "nohost", "--wifi-ssid", "x"], "broker"),
-    (["pico_w", "--device-id", "ok", "--broker", "h:1"], "wifi"),
-    (["esp32_lte", "--device-id", "ok", "--broker", "h:1"], "apn"),
+    (["pico_w", "--device-id", "ok", "--broker", "h:1", "--insecure"], "wifi"),
+    (["esp32_lte", "--device-id", "ok", "--broker", "h:1", "--insecure"], "apn"),
+    # no fleet, no login and CA, not --insecure: a box that could never connect
+    (["esp32_lte", "--device-id", "ok", "--broker", "h:1", "--apn", "x"], "envbox provision"),
+    (["--device-id", "ok", "--broker", "h:1", "--insecure"], "BOARD"),
 ])
 def test_bad_settings_exit_2(tmp_path, capsys, args, needle):
     assert provision_main(args + ["--out", str(tmp_path / "img")]) == 2
@@ -65,7 +70,8 @@ def test_bad_settings_exit_2(tmp_path, capsys, args, needle):
 def test_a7670_and_safe_mode_are_staged(tmp_path, capsys):
     img = tmp_path / "img"
     rc = provision_main(["esp32_lte", "--device-id", "sj-043", "--broker", "10.1.2.3:1883",
-                         "--apn", "cmnet", "--modem", "a7670", "--safe-mode", "--out", str(img)])
+                         "--apn", "cmnet", "--modem", "a7670", "--safe-mode", "--out", str(img),
+                         "--insecure"])
     assert rc == 0
     assert json.loads((img / "config.json").read_text())["modem"] == "a7670"
     assert (img / "safe_mode").exists()

@@ -151,11 +151,12 @@ def test_tls_to_the_broker(rig):
     made["servers"].append(broker)
     coll = Collector(broker.port, "collector-tls")          # plain listener, same broker
     made["closers"].append(coll.stop)
+    from envbox import mpybuild
+    mpy = mpybuild.build(tmp_path / "mpy")      # before the virtual clock starts (seconds)
     sim = Simulation(tmp_path / "sim", device=DEVICE, minutes=5, warp=60, seed=4)
     sim.start()
     made["sims"].append(sim)
-    from envbox import mpybuild
-    fw = _firmware(tmp_path, made, sim, tls_port, mpybuild.build(tmp_path / "mpy"), heap="256k",
+    fw = _firmware(tmp_path, made, sim, tls_port, mpy, heap="256k",
                    env={"ENVBOX_MQTT_TLS_CA": str(ca)})
     _wait_exit(fw, tmp_path, 120)
     by_seq = check_stream(coll.samples)
@@ -169,9 +170,9 @@ def test_tls_to_the_broker(rig):
     sim2.start()
     made["sims"].append(sim2)
     n = len(coll.samples)
-    fw2 = _firmware(tmp_path, made, sim2, tls_port, mpybuild.build(tmp_path / "mpy"),
-                    heap="256k", env={"ENVBOX_MQTT_TLS_CA": str(other_ca),
-                                      "ENVBOX_STATE_DIR": str(tmp_path / "flash2")})
+    fw2 = _firmware(tmp_path, made, sim2, tls_port, mpy, heap="256k",
+                    env={"ENVBOX_MQTT_TLS_CA": str(other_ca),
+                         "ENVBOX_STATE_DIR": str(tmp_path / "flash2")})
     servers.eventually(lambda: "mqtt link lost" in _log_tail(tmp_path), 30,
                        what="the untrusted broker refused")
     fw2.kill()

@@ -22,7 +22,7 @@ def test_flash_romfs_builds_an_image_and_the_app_runs_from_it(tmp_path):
     out = tmp_path / "image"
     r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "envbox"), "flash",
                         "esp32_lte", "--device-id", "sj-009", "--broker", "broker.example:8883",
-                        "--apn", "iot", "--out", str(out), "--romfs"],
+                        "--apn", "iot", "--out", str(out), "--romfs", "--insecure"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)

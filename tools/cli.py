@@ -5,9 +5,14 @@
     envbox report --run DIR | --influx URL  --out DIR     the street map and hotspot report
     envbox payload HEX|-                                  print a wire payload as JSON
     envbox decode SENSOR FILE [--hex]                     decode a raw sensor capture
-    envbox flash BOARD --device-id ID --broker H:P [--port P]   build and copy a box image
     envbox chaos [--boxes K] [--minutes N] [--seed S]       a fleet run with every hop killed
     envbox partitions [--bin FILE]                          the ESP32 partition table the box needs
+    envbox provision BOXES.CSV --fleet DIR [--broker H:P --ca CA.pem] [--rotate [IDS]]
+                                                          per-device logins, keys, config.json
+    envbox flash --fleet DIR --device-id ID [--port P] [--micropython FILE]
+                                                          build, check the board, copy the image
+    envbox bench-check PORT                               bus scan, modem, one sample, as JSON
+    envbox config push DEVICE FILE --fleet DIR [--wait S] validated, signed remote config
 """
 
 from __future__ import annotations
@@ -66,6 +71,15 @@ def main(argv=None) -> int:
     if cmd == "flash":
         from .provision import main as provision_main
         return provision_main(rest)
+    if cmd == "provision":
+        from .fleet import main as fleet_main
+        return fleet_main(rest)
+    if cmd == "bench-check":
+        from .bench import main as bench_main
+        return bench_main(rest)
+    if cmd == "config":
+        from .configpush import main as config_main
+        return config_main(rest)
     print(f"envbox: unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -216,6 +216,7 @@ def FakeBoard(kit="pm-gnss", journal_sectors=16, state_dir=None, buses=None, par
     b.batch_max_samples = 60
     b.link = FakeLink()
     b.fed = 0
+    b.insecure = True       # no credentials on the fake board: allowed to connect (and report it)
     _rmtree(b.state_dir)
     return b
 
