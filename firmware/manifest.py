@@ -1,3 +1,4 @@
+# pyright: reportUndefinedVariable=false
 # Freezes the box's firmware into a MicroPython image (a custom build: its bytecode then lives in
 # flash, not in the heap; docs/firmware.md, "Memory"). micropython-lib's manifest format:
 #

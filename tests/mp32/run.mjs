@@ -63,6 +63,9 @@ const setup = `
 import sys
 sys.path.append(${JSON.stringify(root)})
 sys.path.append(${JSON.stringify(root + "/tests/firmware")})
+# stand-ins, last on the path, for modules this build lacks (socket): they let a module import;
+# any use raises
+sys.path.append(${JSON.stringify(root + "/tests/mp32/stand_ins")})
 sys.argv[:] = ${JSON.stringify(argv.map((a, i) => (i ? a : script)))}
 __file__ = ${JSON.stringify(script)}
 `;
