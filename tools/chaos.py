@@ -151,6 +151,7 @@ def run_chaos(workdir: Path, boxes: int = 4, minutes: float = 40, warp: float = 
     gw_pw = secrets.token_hex(8)
     started: list = []
     procs: dict = {}
+    every: list = []       # every process started, for the clean-up
     sims: list = []
     try:
         broker = servers.Mosquitto(workdir / "mosquitto",
@@ -168,6 +169,7 @@ def run_chaos(workdir: Path, boxes: int = 4, minutes: float = 40, warp: float = 
         def gateway_up():
             p = start_gateway(conf, workdir / "gateway.log")
             procs["gateway"] = p
+            every.append(p)
             return p
 
         wait_gateway_ready(http_port, gateway_up())
@@ -186,6 +188,7 @@ def run_chaos(workdir: Path, boxes: int = 4, minutes: float = 40, warp: float = 
                                           "ENVBOX_MQTT_USER": dev,
                                           "ENVBOX_MQTT_PASSWORD": pw[dev]})
             procs[dev] = p
+            every.append(p)
             return p
 
         for i in range(boxes):
@@ -321,7 +324,7 @@ def run_chaos(workdir: Path, boxes: int = 4, minutes: float = 40, warp: float = 
             "faults": log, "boxes": [b.__dict__ for b in boxes_out]}, indent=1))
         return rep
     finally:
-        for p in procs.values():
+        for p in every:
             if p.poll() is None:
                 p.kill()
                 p.wait()
