@@ -227,6 +227,9 @@ class Sampler:
             self.unjournaled_n = n
             self.unjournaled_seq = s.seq
             j.next_seq = s.seq + 1     # the seq is used: the gateway counts it as sent
+            # not on flash, so nothing can send it again: the release cursor must not wait for
+            # a gateway's word on it (it would wait for ever and resend the rest in a loop)
+            j.ack(s.seq, s.seq + 1)
         self.samples += 1
         if j.dropped != self._dropped_seen:
             self._dropped_seen = j.dropped

@@ -98,6 +98,7 @@ class RamPartition:
         self.nsec = nsec
         self.programmed = 0
         self.erases = 0
+        self.fail = False
 
     def readblocks(self, block, buf, off=0):
         a = block * SECTOR + off
@@ -106,6 +107,8 @@ class RamPartition:
             buf[i] = b[a + i]
 
     def writeblocks(self, block, buf, off=0):
+        if self.fail:
+            raise OSError(5)        # a failing flash (tests of the sampler's fallback)
         a = block * SECTOR + off
         b = self.b
         for i in range(len(buf)):
@@ -118,6 +121,8 @@ class RamPartition:
         if op == 5:
             return SECTOR
         if op == 6:
+            if self.fail:
+                raise OSError(5)
             a = arg * SECTOR
             b = self.b
             for i in range(SECTOR):

@@ -226,6 +226,27 @@ async def test_malformed_acknowledgements_are_counted_and_ignored():
     up.cancel()
 
 
+async def test_a_failing_flash_still_sends_live_and_keeps_sampling():
+    sc = Script()
+    a = _app(sc)
+    gw = Gateway(a, sc)
+    up = asyncio.create_task(a.uplink.run())
+    for k in range(3):
+        await _sample(a, k)
+    a.board.partition.fail = True           # the flash stops taking writes
+    fed = a.board.fed
+    for k in range(3, 6):
+        await _sample(a, k)
+        await asyncio.sleep_ms(30)          # the uplink sends each from RAM before the next
+    mptest.eq(a.sampler.journal_failures, 3)
+    mptest.true(a.board.fed >= fed + 3, "the watchdog is still fed: no reboot loop")
+    await _until(lambda: set(range(6)) <= set(sc.data_seqs()), "every sample sent")
+    await _until(lambda: gw.ack() or a.journal.depth() == 0, "the journaled ones acknowledged")
+    mptest.eq(a.uplink.resends, 0, "no resend loop over samples that are not on flash")
+    mptest.eq(a.uplink.unjournaled_sent, 3)
+    up.cancel()
+
+
 async def test_status_reports_the_unacknowledged_depth_and_age():
     import json
     sc = Script()
