@@ -118,8 +118,7 @@ def _ranges_text(ranges, limit=8):
 
 def _open_spool(cfg):
     from .spool import Spool
-    return Spool(cfg.spool.path, max_rows=cfg.spool.max_rows, synchronous=cfg.spool.synchronous,
-                 create=False)
+    return Spool(cfg.spool.path, create=False, **gwconfig.spool_kwargs(cfg.spool))
 
 
 def cmd_status(cfg, as_json: bool) -> int:
