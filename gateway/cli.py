@@ -153,6 +153,8 @@ def cmd_status(cfg, as_json: bool) -> int:
 
 def cmd_check_config(cfg, path) -> int:
     print(f"config {path or '(built-in defaults)'}: OK")
+    for w in gwconfig.warnings(cfg):
+        print(f"warning: {w}")
     for sec in gwconfig.SECTIONS:
         print(f"{repr(getattr(cfg, sec))}")
     return 0

@@ -134,6 +134,7 @@ class SinkConfig:
     measurement: str = "envbox"
     batch_size: int = 5000            # rows per write (InfluxData's recommended optimum)
     timeout_s: float = 10.0
+    ca_file: str = ""                 # https: CA certificate(s) to verify the server ("" = system)
     gzip: bool = False                # compress write bodies (5-10x less on a metered 4G uplink)
     retry_initial_s: float = 0.5      # first back-off after a failed write
     retry_max_s: float = 60.0         # back-off ceiling
@@ -145,7 +146,11 @@ class SinkConfig:
 
 @dataclass(repr=False)
 class HttpConfig:
-    listen: str = ""                  # "127.0.0.1:9108" serves /metrics and /healthz; "" = off
+    listen: str = ""                  # "127.0.0.1:9108" serves /metrics and /healthz; "" = off;
+                                      # ":9108" = loopback
+    allow_remote: bool = False        # a non-loopback address only with this (no authentication)
+    timeout_s: float = 5.0            # a client that sends nothing for this long is dropped
+    max_connections: int = 8          # beyond, new connections are closed at once
     __repr__ = _masked_repr
 
 
@@ -319,16 +324,24 @@ def validate(cfg: Config) -> None:
     else:
         need(k.bucket, "[sink] bucket is required for kind = influx2")
     need(k.measurement, "[sink] measurement must not be empty")
+    need(not k.ca_file or os.path.isfile(k.ca_file), f"[sink] ca_file: file {k.ca_file} not found")
     need(1 <= k.batch_size <= 100000, "[sink] batch_size must be 1..100000")
     need(k.timeout_s > 0, "[sink] timeout_s must be > 0")
     need(0 < k.retry_initial_s <= k.retry_max_s, "[sink] need 0 < retry_initial_s <= retry_max_s")
     need(k.retry_after_max_s > 0, "[sink] retry_after_max_s must be > 0")
     need(k.idle_poll_s > 0, "[sink] idle_poll_s must be > 0")
 
-    if cfg.http.listen:
-        host, _, port = cfg.http.listen.rpartition(":")
-        need(host and port.isdigit() and 0 <= int(port) < 65536,
-             f"[http] listen {cfg.http.listen!r} must be HOST:PORT")
+    h = cfg.http
+    if h.listen:
+        host, _, port = h.listen.rpartition(":")
+        need(port.isdigit() and 0 <= int(port) < 65536,
+             f"[http] listen {h.listen!r} must be HOST:PORT or :PORT")
+        host = host.strip("[]") or "127.0.0.1"
+        need(h.allow_remote or _is_loopback(host),
+             f"[http] listen {h.listen!r} is not a loopback address: /metrics and /healthz "
+             "have no authentication; set [http] allow_remote = true to serve them there anyway")
+    need(h.timeout_s > 0, "[http] timeout_s must be > 0")
+    need(1 <= h.max_connections <= 256, "[http] max_connections must be 1..256")
 
 
 def spool_kwargs(s: SpoolConfig) -> dict:
@@ -347,8 +360,33 @@ def ack_gateway_id(cfg: Config) -> str:
     return cfg.ack.gateway_id or cfg.mqtt.username or cfg.mqtt.client_id
 
 
+def warnings(cfg: Config) -> list[str]:
+    """Settings that work but should not: logged at start and by check-config."""
+    out = []
+    k = cfg.sink
+    from urllib.parse import urlsplit
+    u = urlsplit(k.url)
+    if u.scheme == "http" and not _is_loopback(u.hostname or "") and (
+            k.password or k.token or k.username):
+        out.append(f"[sink] credentials go to {u.hostname} over plain http: anyone on the way "
+                   "can read them; use https:// (and [sink] ca_file for a private CA)")
+    if k.ca_file and u.scheme != "https":
+        out.append("[sink] ca_file is set but the url is not https://: it is not used")
+    return out
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def http_address(cfg: Config) -> tuple[str, int] | None:
     if not cfg.http.listen:
         return None
     host, _, port = cfg.http.listen.rpartition(":")
-    return host.strip("[]"), int(port)
+    return host.strip("[]") or "127.0.0.1", int(port)

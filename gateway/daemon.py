@@ -42,12 +42,16 @@ class Gateway:
 
     def start(self) -> "Gateway":
         log.info("gateway starting: %r", self.cfg)   # secrets are masked by the repr
+        from .config import warnings
+        for w in warnings(self.cfg):
+            log.warning("%s", w)
         self.started_s = time.time()
         self.writer.start()      # first: a writer process is forked before paho's thread exists
         self.ingest.start()
         addr = http_address(self.cfg)
         if addr:
-            self.http = MetricsServer(addr[0], addr[1], self).start()
+            self.http = MetricsServer(addr[0], addr[1], self, self.cfg.http.timeout_s,
+                                      self.cfg.http.max_connections).start()
             log.info("metrics on http://%s:%d/metrics", addr[0], self.http.port)
         return self
 

@@ -95,10 +95,12 @@ def prometheus_text(counters: dict[str, int], gauges: dict[str, tuple[float, str
 class MetricsServer:
     """Serves GET /metrics (Prometheus text 0.0.4) and GET /healthz (JSON; 200 healthy, 503 not)."""
 
-    def __init__(self, host: str, port: int, gateway):
+    def __init__(self, host: str, port: int, gateway, timeout_s: float = 5.0,
+                 max_connections: int = 8):
         gw = gateway
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = timeout_s          # socket time-out: a silent client is dropped
             def do_GET(self):  # noqa: N802 - http.server's naming
                 try:
                     if self.path == "/metrics":
@@ -124,8 +126,29 @@ class MetricsServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        slots = threading.BoundedSemaphore(max_connections)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def process_request(self, request, client_address):
+                # at most max_connections handler threads: more are closed at once
+                if not slots.acquire(blocking=False):
+                    self.shutdown_request(request)
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except Exception:
+                    slots.release()
+                    raise
+
+            def process_request_thread(self, request, client_address):
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    slots.release()
+
+        self.httpd = Server((host, port), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="gw-http",
                                        daemon=True)

@@ -27,6 +27,7 @@ import email.utils
 import gzip
 import logging
 import random
+import ssl
 import threading
 import time
 import urllib.error
@@ -274,6 +275,9 @@ class Influx1Sink:
             tok = base64.b64encode(f"{cfg.username}:{cfg.password}".encode()).decode()
             self.headers["Authorization"] = f"Basic {tok}"
         self.db_ready = not cfg.create_database
+        # https: verify the server against [sink] ca_file (a private CA), else the system's CAs
+        self.ssl = (ssl.create_default_context(cafile=cfg.ca_file or None)
+                    if self.base.startswith("https:") else None)
 
     def _post(self, url, body: bytes, ctype=None):
         h = dict(self.headers)
@@ -282,7 +286,7 @@ class Influx1Sink:
             h.pop("Content-Encoding", None)
         req = urllib.request.Request(url, data=body, headers=h, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as r:
+            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s, context=self.ssl) as r:
                 return r.status, r.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as e:
             answer = e.read().decode("utf-8", "replace")
@@ -328,7 +332,8 @@ class Influx2Sink:
         self.cfg = cfg
         # retries=False (the default): our loop retries, with the spool as the buffer.
         self.client = InfluxDBClient(url=cfg.url, token=cfg.token or None, org=cfg.org or "-",
-                                     timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip)
+                                     timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip,
+                                     ssl_ca_cert=cfg.ca_file or None)
         self.api = self.client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, lines: list[str]) -> None:
