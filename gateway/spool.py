@@ -349,9 +349,15 @@ class Spool:
     def _dev_id(self, c, device) -> int:
         i = self._dev_ids.get(device)
         if i is None:
-            c.execute("INSERT OR IGNORE INTO device_ids (device) VALUES (?)", (device,))
-            i = c.execute("SELECT id FROM device_ids WHERE device=?", (device,)).fetchone()[0]
+            row = c.execute("SELECT id FROM device_ids WHERE device=?", (device,)).fetchone()
+            if row is None:
+                i = c.execute("INSERT INTO device_ids (device) VALUES (?)", (device,)).lastrowid
+            else:
+                i = row[0]
             self._dev_ids[device] = i
+            # first seen by this process: prune its history in 10 minutes, not now (a gateway
+            # starting with a large fleet would otherwise prune every box at once)
+            self._pruned.setdefault(i, time.monotonic())
         return i
 
     def _check_history(self, c, accepted, now_s):
@@ -391,8 +397,15 @@ class Spool:
                         want_seq.append(seq)
                 if it.t_utc_s <= max_t:
                     want_t.append(it.t_utc_s)
-            by_seq = dict(self._lookup(c, "seq", "t_utc_s", dev, want_seq))
-            by_t = dict(self._lookup(c, "t_utc_s", "seq", dev, want_t))
+            if not want_seq and not want_t and len(ks) == 1:
+                # the live case: a sample beyond everything known of its box
+                it = accepted[ks[0]]
+                out[ks[0]] = "new"
+                new_rows.append((dev, it.seq, it.t_utc_s, digest(it.payload)))
+                self._max_t[dev] = it.t_utc_s if it.t_utc_s > max_t else max_t
+                continue
+            by_seq = dict(self._lookup(c, "seq", "t_utc_s", dev, want_seq)) if want_seq else {}
+            by_t = dict(self._lookup(c, "t_utc_s", "seq", dev, want_t)) if want_t else {}
             for k in ks:
                 it = accepted[k]
                 d = digest(it.payload)

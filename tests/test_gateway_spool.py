@@ -313,10 +313,18 @@ def test_the_history_survives_a_restart_and_is_pruned_after_the_window(tmp_path)
     sp.close()
     sp = Spool(tmp_path / "s.db")
     assert sp.ingest([real("a", 1, pm25=3)]).conflicts == 1
-    # a short window: the sample left it, so it is no longer checked (and too old for ingest)
+    # a short window: samples older than it are neither checked nor remembered, and what left
+    # it is pruned (at most every 10 minutes per box; here the clock of the last pruning is
+    # moved back instead of waiting)
     sp2 = Spool(tmp_path / "s.db", conflict_window_s=3600)
-    sp2.ingest([real("a", 2)])
-    assert sp2.conn().execute("SELECT COUNT(*) FROM history").fetchone()[0] == 1
+    assert sp2.ingest([real("a", 2)]).spooled == 1
+    seqs = "SELECT seq FROM history ORDER BY seq"
+    assert sp2.conn().execute(seqs).fetchall() == [(1,)]       # seq 2 is older than 1 h
+    sp2.ingest([real("a", 3, t=int(NOW) - 10)])
+    sp2._pruned = {k: v - 601 for k, v in sp2._pruned.items()}
+    sp2.ingest([real("a", 4, t=int(NOW))])
+    assert sp2.conn().execute(seqs).fetchall() == [(3,), (4,)]  # seq 1 pruned
+    assert sp2.ingest([real("a", 1, pm25=3)]).conflicts == 0
 
 
 def test_gap_accounting_is_bounded_per_device(tmp_path):
