@@ -335,6 +335,12 @@ class Inbox:
             if idle is not None:
                 idle()
 
+    def poke(self) -> None:
+        """Wake a put() waiting for room, so it runs its idle() now (the committer wants the
+        PUBACKs written before its next commit)."""
+        with self._lock:
+            self._not_full.notify_all()
+
     def get(self, timeout: float | None):
         """The oldest item; None if nothing came within `timeout` (0: do not wait)."""
         with self._lock:
@@ -669,6 +675,7 @@ class Ingest:
             return
         gen = self._gen
         deadline = time.monotonic() + timeout_s
+        self._q.poke()          # a network thread waiting for room writes them at once
         while q.pending() > 0 and self._gen == gen and self._connected.is_set():
             if time.monotonic() > deadline:
                 self.counters.add("puback_waits_timed_out")

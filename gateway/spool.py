@@ -229,6 +229,15 @@ class Spool:
         c.executescript(SCHEMA)
         self._migrate(c)
         self._depth = c.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        self._preload(c)
+
+    def _preload(self, c) -> None:
+        """One query each for what ingest needs of every known box (fleet-sized): a box seen
+        for the first time by this process then costs no query at all if it is new, and only
+        its seq ranges and latest time if it is not."""
+        self._dev_ids = dict(c.execute("SELECT device, id FROM device_ids"))
+        self._known = {d: [f, n, s] for d, f, n, s in c.execute(
+            "SELECT device, seq_floor, seq_folded, first_seq FROM devices")}
 
     @staticmethod
     def _migrate(c) -> None:
@@ -278,13 +287,16 @@ class Spool:
     def _load_ranges(self, c, device) -> list[list[int]]:
         r = self._ranges.get(device)
         if r is None:
-            r = [list(x) for x in c.execute(
-                "SELECT start_seq, end_seq FROM seq_ranges WHERE device=? ORDER BY start_seq",
-                (device,))]
+            fold = self._known.pop(device, None)
+            if fold is None:                 # a box this spool has never seen
+                r = []
+                fold = [None, 0, None]
+            else:
+                r = [list(x) for x in c.execute(
+                    "SELECT start_seq, end_seq FROM seq_ranges WHERE device=?"
+                    " ORDER BY start_seq", (device,))]
             self._ranges[device] = r
-            row = c.execute("SELECT seq_floor, seq_folded, first_seq FROM devices WHERE device=?",
-                            (device,)).fetchone()
-            self._fold[device] = list(row) if row else [None, 0, None]
+            self._fold[device] = fold
         return r
 
     def _mark_seq(self, c, device, seq, snapshots) -> bool | None:
@@ -349,15 +361,10 @@ class Spool:
     def _dev_id(self, c, device) -> int:
         i = self._dev_ids.get(device)
         if i is None:
-            row = c.execute("SELECT id FROM device_ids WHERE device=?", (device,)).fetchone()
-            if row is None:
-                i = c.execute("INSERT INTO device_ids (device) VALUES (?)", (device,)).lastrowid
-            else:
-                i = row[0]
+            # not preloaded: a new box (device_ids is only written here, by ingest)
+            i = c.execute("INSERT INTO device_ids (device) VALUES (?)", (device,)).lastrowid
             self._dev_ids[device] = i
-            # first seen by this process: prune its history in 10 minutes, not now (a gateway
-            # starting with a large fleet would otherwise prune every box at once)
-            self._pruned.setdefault(i, time.monotonic())
+            self._max_t[i] = -1
         return i
 
     def _check_history(self, c, accepted, now_s):
@@ -447,14 +454,22 @@ class Spool:
 
     def _prune_history(self, c, devices, now_s) -> None:
         """Forget what left the conflict window: a device's rows older than conflict_window_s,
-        at most every 10 minutes per device (amortised over the commits of live boxes)."""
+        at most every 10 minutes per device (amortised over the commits of live boxes), the
+        first time 10 minutes after this process first saw it (a gateway starting with a large
+        fleet would otherwise prune every box in its first commits)."""
         if self.conflict_window_s <= 0:
             return
         mono = time.monotonic()
         horizon = now_s - self.conflict_window_s
         for device in devices:
             dev = self._dev_ids.get(device)
-            if dev is None or mono - self._pruned.get(dev, -1e18) < 600:
+            if dev is None:
+                continue
+            last = self._pruned.get(dev)
+            if last is None:          # first seen by this process: in 10 minutes
+                self._pruned[dev] = mono
+                continue
+            if mono - last < 600:
                 continue
             self._pruned[dev] = mono
             c.execute("DELETE FROM history WHERE dev=? AND t_utc_s < ?", (dev, horizon))
@@ -591,11 +606,11 @@ class Spool:
                     self._bump(c, "conflicts", res.conflicts)
                 self._prune_history(c, touched, now_s)
         except BaseException:
-            # the caches may hold the rolled-back changes
+            # the caches may hold the rolled-back changes: read them again
             self._ranges.clear()
             self._fold.clear()
             self._max_t.clear()
-            self._dev_ids.clear()
+            self._preload(c)
             raise
         with self._lock:
             self._depth += added
@@ -691,20 +706,23 @@ class Spool:
     def delete_written(self, rows: list[Row]) -> int:
         """The server answered 2xx for `rows`: remove them and count them as written."""
         c = self.conn()
-        per_dev: dict[str, list] = {}
+        per_dev: dict[str, int] = {}
         for r in rows:
-            per_dev.setdefault(r.device, []).append((r.id,))
-        n = 0
+            per_dev[r.device] = per_dev.get(r.device, 0) + 1
         with self._tx():
-            for dev, ids in per_dev.items():
-                before = c.total_changes
-                c.executemany("DELETE FROM samples WHERE id=?", ids)
-                # fewer than sent if drop-oldest removed some while they were being written
-                gone = c.total_changes - before
-                n += gone
-                c.execute("UPDATE devices SET written = written + ?,"
-                          " in_spool = max(0, in_spool - ?) WHERE device = ?",
-                          (len(ids), gone, dev))
+            before = c.total_changes
+            c.executemany("DELETE FROM samples WHERE id=?", [(r.id,) for r in rows])
+            n = c.total_changes - before
+            if n == len(rows):
+                c.executemany("UPDATE devices SET written = written + ?,"
+                              " in_spool = max(0, in_spool - ?) WHERE device = ?",
+                              [(k, k, d) for d, k in per_dev.items()])
+            else:
+                # drop-oldest removed some while they were being written: count those boxes'
+                # rows again (rare; per row counting would cost every write)
+                c.executemany("UPDATE devices SET written = written + ?, in_spool = (SELECT"
+                              " COUNT(*) FROM samples WHERE samples.device = devices.device)"
+                              " WHERE device = ?", [(k, d) for d, k in per_dev.items()])
             self._bump(c, "written", len(rows))
         self._sub_depth(n)
         return n
@@ -904,8 +922,10 @@ class Spool:
                     self._bump(c, "dead_letter_rows", -gone_n)
                     self._bump(c, "dead_letter_bytes", -gone_b)
         except BaseException:
+            self._ranges.clear()
+            self._fold.clear()
             self._max_t.clear()
-            self._dev_ids.clear()
+            self._preload(c)
             raise
         with self._lock:
             self._depth += moved
