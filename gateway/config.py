@@ -83,7 +83,7 @@ class MqttConfig:
 class IngestConfig:
     commit_max_messages: int = 500    # commit (then ack) after this many messages ...
     commit_max_ms: float = 50.0       # ... or this long after the first uncommitted one
-    commit_max_samples: int = 5000    # ... or once the group carries this many samples
+    commit_max_samples: int = 15000   # ... or once the group carries this many samples
     queue_max_messages: int = 1000    # received, not yet in a commit group: beyond, stop reading
     queue_max_bytes: int = 8 * 1024 * 1024   # ... or beyond this many payload bytes
     max_future_s: int = 86400         # samples stamped further ahead of our clock: dead letter
