@@ -19,6 +19,17 @@ Prints key=value lines:
                                  processes of the three runs
   acks_sent                      acknowledgements the gateway published to the boxes per run
                                  ([ack] enabled, the default; --no-acks turns them off)
+  gateway_batched_nocheck_samples_per_s, ratio_conflict_check
+                                 the batched run again with the spool's conflict check off
+                                 ([spool] conflict_window_s = 0), and batched / that
+  catchup_samples_per_s, catchup_peak_rss_mb_ingest, catchup_peak_rss_mb_both,
+  catchup_held_messages_peak     --catchup-samples (1,000,000) single-sample messages queued
+                                 by the broker while the gateway was away, then caught up:
+                                 rate from its start to the last written, peak RSS of the ingest
+                                 process and of both, most messages held received-but-uncommitted
+  seq_step2_commit_ms_first/last mean commit time of a box sending batches with seq step 2,
+                                 first and last 10 of 100 commits of 600 samples (flat = bounded
+                                 gap accounting)
 
 Everything shares this machine's cores: broker, InfluxDB, publishers and gateway.
 
@@ -202,7 +213,10 @@ def gateway_pids(pid: int) -> list[int]:
     """The gateway process and its children (the writer process, [sink] writer_process)."""
     out = [pid]
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out.extend(int(c) for c in (task / "children").read_text().split())
+        try:
+            out.extend(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:          # a thread that just ended (an HTTP handler)
+            pass
     return out
 
 
@@ -238,12 +252,13 @@ def write_toml(path: Path, cfg: gwconfig.Config) -> Path:
 
 
 def gateway_config(work: Path, name: str, broker: Mosquitto, influx_url: str,
-                   http_port: int) -> gwconfig.Config:
-    # Defaults otherwise: synchronous=FULL, ack after commit, 5,000-row writes.
+                   http_port: int, spool: dict | None = None) -> gwconfig.Config:
+    # Defaults otherwise: synchronous=FULL, ack after commit, 5,000-row writes, the conflict
+    # check and max_past_s on.
     return gwconfig.Config().replace(
         mqtt={"port": broker.port, "client_id": f"bench-{name}", "topic": f"{name}/v1/+/data",
               "protocol": PROTOCOL},
-        spool={"path": str(work / f"{name}.sqlite3")},
+        spool={"path": str(work / f"{name}.sqlite3"), **(spool or {})},
         sink={"url": influx_url, "database": name, "retry_initial_s": 0.1, "retry_max_s": 0.5,
               "writer_process": WRITER_PROCESS},
         ack={"enabled": ACKS},
@@ -254,9 +269,9 @@ class Daemon:
     """`envbox-gateway run` in its own process, as deployed."""
 
     def __init__(self, work: Path, name: str, broker: Mosquitto, influx_url: str,
-                 wait_subscribed: bool = True):
+                 wait_subscribed: bool = True, spool: dict | None = None):
         self.http_port = free_port()
-        self.cfg = gateway_config(work, name, broker, influx_url, self.http_port)
+        self.cfg = gateway_config(work, name, broker, influx_url, self.http_port, spool)
         conf = write_toml(work / f"{name}.toml", self.cfg)
         self.log = open(work / f"{name}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "envbox.gateway.cli", "--log-level",
@@ -279,10 +294,11 @@ class Daemon:
         return rss
 
 
-def published_run(work, broker, influx, name, msgs, n_samples, publishers) -> tuple[float, float]:
+def published_run(work, broker, influx, name, msgs, n_samples, publishers,
+                  spool: dict | None = None) -> tuple[float, float]:
     """Publish msgs from `publishers` processes; samples/s from the first publish to the last
     sample written, and the gateway's peak RSS."""
-    d = Daemon(work, name, broker, influx.url)
+    d = Daemon(work, name, broker, influx.url, spool=spool)
     ready = [mp.Event() for _ in range(publishers)]
     go = mp.Event()
     procs = [mp.Process(target=_publish, args=(broker.port, name, msgs[k::publishers],
@@ -318,6 +334,80 @@ def published_run(work, broker, influx, name, msgs, n_samples, publishers) -> tu
     rss = d.stop()
     CPU_US[name] = d.cpu_s / n_samples * 1e6
     return rate, rss
+
+
+def publish_all(port: int, prefix: str, msgs, publishers: int) -> float:
+    """Publish msgs from `publishers` raw-socket processes; seconds it took."""
+    ready = [mp.Event() for _ in range(publishers)]
+    go = mp.Event()
+    procs = [mp.Process(target=_publish, args=(port, prefix, msgs[k::publishers], ready[k], go))
+             for k in range(publishers)]
+    for p in procs:
+        p.start()
+    for r in ready:
+        r.wait(120)
+    t = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - t
+
+
+def ingest_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def catchup(work, broker, influx, n, devices, t0, publishers) -> dict:
+    """A gateway back from a break: n single-sample messages queued by the broker for its
+    session, then the gateway started; samples/s from its start to the last one written, peak
+    RSS of the ingest process (the one holding what was received and not yet committed) and of
+    both, and the most messages it held received-but-uncommitted."""
+    name = "catchup"
+    d = Daemon(work, name, broker, influx.url)       # registers the persistent session
+    d.stop()
+    msgs = live_payloads(devices, n, t0)
+    pub_s = publish_all(broker.port, name, msgs, publishers)
+    del msgs
+    t = time.perf_counter()
+    d = Daemon(work, name, broker, influx.url)
+    rss_peak = 0.0
+    while d.m("envbox_gateway_written_total") < n:
+        rss_peak = max(rss_peak, ingest_hwm_mb(d.proc.pid))
+        if time.perf_counter() - t > 3600:
+            raise TimeoutError("catch-up")
+        time.sleep(0.2)
+    rate = n / (time.perf_counter() - t)
+    out = {"catchup_samples_per_s": rate, "catchup_queue_s": pub_s,
+           "catchup_peak_rss_mb_ingest": max(rss_peak, ingest_hwm_mb(d.proc.pid)),
+           "catchup_held_messages_peak": d.m("envbox_gateway_held_messages_peak")}
+    out["catchup_peak_rss_mb_both"] = d.stop()
+    CPU_US[name] = d.cpu_s / n * 1e6
+    return out
+
+
+def seq_step2_commits(work: Path, t0: int) -> tuple[float, float]:
+    """Issue 11: 1,000 catch-up batches with seq step 2 made a commit for that box go from 0.9
+    to 82 ms. Mean ms per commit of 10 batches (600 samples) of such a box, over the first
+    and the last 10 of 100 commits, straight into a spool (no MQTT)."""
+    rnd = random.Random(4)
+    sp = Spool(work / "seqstep2.sqlite3")
+    dev = device_name(99999)
+    times = []
+    for g in range(100):
+        items = []
+        for j in range(600):
+            k = 600 * g + j
+            items.append(Accepted(dev.decode(), 2 * k, t0 + 10 * k,
+                                  wire.encode(make_sample(dev, 2 * k, t0 + 10 * k, rnd)),
+                                  time.time()))
+        c = time.perf_counter()
+        sp.ingest(items)
+        times.append(time.perf_counter() - c)
+    sp.close()
+    return sum(times[:10]) * 100, sum(times[-10:]) * 100
 
 
 def fill_spool(path: Path, n: int, devices: int, t0: int) -> None:
@@ -379,11 +469,15 @@ def main() -> None:
     ap.add_argument("--acks", dest="acks", action="store_true", default=ACKS,
                     help="[ack] enabled = true (the default)")
     ap.add_argument("--no-acks", dest="acks", action="store_false")
+    ap.add_argument("--catchup-samples", type=int, default=1_000_000,
+                    help="queued for the gateway while it is away, then caught up (0 = skip)")
+    ap.add_argument("--no-check-baseline", dest="check_baseline", action="store_false",
+                    help="skip the batched run with [spool] conflict_window_s = 0")
     args = ap.parse_args()
     ACKS = args.acks
     PROTOCOL = args.protocol
     WRITER_PROCESS = args.writer_process
-    t0 = int(time.time()) - 20 * 86400
+    t0 = int(time.time()) - 10 * 86400     # inside [ingest] max_past_s and the conflict window
     live_msgs = live_payloads(args.devices, args.live_samples, t0)
     batch_msgs = batched_payloads(args.batch_devices, args.batched_samples, args.batch_samples,
                                   t0)
@@ -399,15 +493,25 @@ def main() -> None:
                                             args.live_samples, args.publishers)
             batched_rate, rss2 = published_run(work, broker, influx, "batched", batch_msgs,
                                                args.batched_samples, args.publishers)
+            nocheck_rate = None
+            if args.check_baseline:
+                nocheck_rate, _r = published_run(work, broker, influx, "batchednocheck",
+                                                 batch_msgs, args.batched_samples,
+                                                 args.publishers,
+                                                 spool={"conflict_window_s": 0})
             drain_rate, rss3 = drain(work, broker, influx, args.drain_samples,
                                      args.batch_devices, t0)
+            cu = (catchup(work, broker, influx, args.catchup_samples, args.batch_devices, t0,
+                          args.publishers) if args.catchup_samples else {})
+            step2 = seq_step2_commits(work, t0)
         finally:
             influx.stop()
             broker.stop()
     print(f"cores={os.cpu_count()} devices={args.devices} live_samples={args.live_samples} "
           f"batched_samples={args.batched_samples} batch={args.batch_samples} "
           f"drain_samples={args.drain_samples} publishers={args.publishers} "
-          f"protocol={args.protocol} writer_process={args.writer_process} acks={args.acks}")
+          f"protocol={args.protocol} writer_process={args.writer_process} acks={args.acks} "
+          f"catchup_samples={args.catchup_samples}")
     print(f"raw_influx_samples_per_s={raw:.0f}")
     print(f"gateway_live_samples_per_s={live_rate:.0f}")
     print(f"gateway_batched_samples_per_s={batched_rate:.0f}")
@@ -415,6 +519,13 @@ def main() -> None:
     print(f"ratio_live={live_rate / raw:.3f}")
     print(f"drain_samples_per_s={drain_rate:.0f}")
     print(f"peak_rss_mb={max(rss1, rss2, rss3):.1f}")
+    if nocheck_rate:
+        print(f"gateway_batched_nocheck_samples_per_s={nocheck_rate:.0f}")
+        print(f"ratio_conflict_check={batched_rate / nocheck_rate:.3f}")
+    for k, v in cu.items():
+        print(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}")
+    print(f"seq_step2_commit_ms_first={step2[0]:.2f}")
+    print(f"seq_step2_commit_ms_last={step2[1]:.2f}")
     print("gateway_cpu_us_per_sample=" + ",".join(f"{k}:{v:.0f}" for k, v in CPU_US.items()))
     print("gateway_spooled_samples_per_s=" + ",".join(f"{k}:{v:.0f}" for k, v in SPOOLED_PER_S.items()))
     print("published_samples_per_s=" + ",".join(f"{k}:{v:.0f}" for k, v in PUBLISHED_PER_S.items()))

@@ -118,8 +118,7 @@ def _ranges_text(ranges, limit=8):
 
 def _open_spool(cfg):
     from .spool import Spool
-    return Spool(cfg.spool.path, max_rows=cfg.spool.max_rows, synchronous=cfg.spool.synchronous,
-                 create=False)
+    return Spool(cfg.spool.path, create=False, **gwconfig.spool_kwargs(cfg.spool))
 
 
 def cmd_status(cfg, as_json: bool) -> int:
@@ -154,6 +153,8 @@ def cmd_status(cfg, as_json: bool) -> int:
 
 def cmd_check_config(cfg, path) -> int:
     print(f"config {path or '(built-in defaults)'}: OK")
+    for w in gwconfig.warnings(cfg):
+        print(f"warning: {w}")
     for sec in gwconfig.SECTIONS:
         print(f"{repr(getattr(cfg, sec))}")
     return 0

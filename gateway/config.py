@@ -83,7 +83,11 @@ class MqttConfig:
 class IngestConfig:
     commit_max_messages: int = 500    # commit (then ack) after this many messages ...
     commit_max_ms: float = 50.0       # ... or this long after the first uncommitted one
+    commit_max_samples: int = 15000   # ... or once the group carries this many samples
+    queue_max_messages: int = 1000    # received, not yet in a commit group: beyond, stop reading
+    queue_max_bytes: int = 8 * 1024 * 1024   # ... or beyond this many payload bytes
     max_future_s: int = 86400         # samples stamped further ahead of our clock: dead letter
+    max_past_s: float = 16 * 86400.0  # samples older than this: dead letter (too old); 0 = off
     __repr__ = _masked_repr
 
 
@@ -107,6 +111,11 @@ class SpoolConfig:
     max_rows: int = 5_000_000         # ~ 100 boxes x 5.8 days; beyond it the oldest are dropped
     synchronous: str = "FULL"         # FULL (durable on power cut) or NORMAL (see docs/gateway.md)
     max_dead_letters: int = 1_000_000 # beyond it the oldest dead letters are dropped, counted
+    max_dead_letter_bytes: int = 64 * 1024 * 1024   # ... and beyond this many bytes
+    dead_letter_payload_bytes: int = 4096   # a dead letter keeps this much of its payload
+    max_seq_ranges: int = 64          # seq ranges kept per device for completeness and acks
+    conflict_window_s: float = 16 * 86400.0   # how long stored samples are remembered to refuse
+                                            # a replay with other content; 0 = no check
     __repr__ = _masked_repr
 
 
@@ -125,6 +134,7 @@ class SinkConfig:
     measurement: str = "envbox"
     batch_size: int = 5000            # rows per write (InfluxData's recommended optimum)
     timeout_s: float = 10.0
+    ca_file: str = ""                 # https: CA certificate(s) to verify the server ("" = system)
     gzip: bool = False                # compress write bodies (5-10x less on a metered 4G uplink)
     retry_initial_s: float = 0.5      # first back-off after a failed write
     retry_max_s: float = 60.0         # back-off ceiling
@@ -136,7 +146,11 @@ class SinkConfig:
 
 @dataclass(repr=False)
 class HttpConfig:
-    listen: str = ""                  # "127.0.0.1:9108" serves /metrics and /healthz; "" = off
+    listen: str = ""                  # "127.0.0.1:9108" serves /metrics and /healthz; "" = off;
+                                      # ":9108" = loopback
+    allow_remote: bool = False        # a non-loopback address only with this (no authentication)
+    timeout_s: float = 5.0            # a client that sends nothing for this long is dropped
+    max_connections: int = 8          # beyond, new connections are closed at once
     __repr__ = _masked_repr
 
 
@@ -274,7 +288,11 @@ def validate(cfg: Config) -> None:
          "[ingest] commit_max_messages must be 1..[mqtt] receive_maximum: holding more unacked "
          "messages than the broker may send stalls delivery")
     need(0 < i.commit_max_ms <= 10000, "[ingest] commit_max_ms must be in (0, 10000]")
+    need(1 <= i.commit_max_samples <= 1_000_000, "[ingest] commit_max_samples must be 1..1000000")
+    need(1 <= i.queue_max_messages <= 1_000_000, "[ingest] queue_max_messages must be 1..1000000")
+    need(i.queue_max_bytes >= 65536, "[ingest] queue_max_bytes must be >= 65536")
     need(i.max_future_s > 0, "[ingest] max_future_s must be > 0")
+    need(i.max_past_s >= 0, "[ingest] max_past_s must be >= 0 (0 = no limit)")
 
     a = cfg.ack
     gid = ack_gateway_id(cfg)
@@ -289,6 +307,11 @@ def validate(cfg: Config) -> None:
     need(s.path, "[spool] path must not be empty")
     need(s.max_rows >= 1, "[spool] max_rows must be >= 1")
     need(s.max_dead_letters >= 1, "[spool] max_dead_letters must be >= 1")
+    need(s.max_dead_letter_bytes >= 1 << 20, "[spool] max_dead_letter_bytes must be >= 1 MiB")
+    need(256 <= s.dead_letter_payload_bytes <= 1 << 20,
+         "[spool] dead_letter_payload_bytes must be 256..1048576")
+    need(2 <= s.max_seq_ranges <= 100_000, "[spool] max_seq_ranges must be 2..100000")
+    need(s.conflict_window_s >= 0, "[spool] conflict_window_s must be >= 0 (0 = off)")
     s.synchronous = s.synchronous.upper()
     need(s.synchronous in ("FULL", "NORMAL", "EXTRA"),
          f"[spool] synchronous must be FULL, EXTRA or NORMAL, got {s.synchronous!r}")
@@ -301,16 +324,33 @@ def validate(cfg: Config) -> None:
     else:
         need(k.bucket, "[sink] bucket is required for kind = influx2")
     need(k.measurement, "[sink] measurement must not be empty")
+    need(not k.ca_file or os.path.isfile(k.ca_file), f"[sink] ca_file: file {k.ca_file} not found")
     need(1 <= k.batch_size <= 100000, "[sink] batch_size must be 1..100000")
     need(k.timeout_s > 0, "[sink] timeout_s must be > 0")
     need(0 < k.retry_initial_s <= k.retry_max_s, "[sink] need 0 < retry_initial_s <= retry_max_s")
     need(k.retry_after_max_s > 0, "[sink] retry_after_max_s must be > 0")
     need(k.idle_poll_s > 0, "[sink] idle_poll_s must be > 0")
 
-    if cfg.http.listen:
-        host, _, port = cfg.http.listen.rpartition(":")
-        need(host and port.isdigit() and 0 <= int(port) < 65536,
-             f"[http] listen {cfg.http.listen!r} must be HOST:PORT")
+    h = cfg.http
+    if h.listen:
+        host, _, port = h.listen.rpartition(":")
+        need(port.isdigit() and 0 <= int(port) < 65536,
+             f"[http] listen {h.listen!r} must be HOST:PORT or :PORT")
+        host = host.strip("[]") or "127.0.0.1"
+        need(h.allow_remote or _is_loopback(host),
+             f"[http] listen {h.listen!r} is not a loopback address: /metrics and /healthz "
+             "have no authentication; set [http] allow_remote = true to serve them there anyway")
+    need(h.timeout_s > 0, "[http] timeout_s must be > 0")
+    need(1 <= h.max_connections <= 256, "[http] max_connections must be 1..256")
+
+
+def spool_kwargs(s: SpoolConfig) -> dict:
+    """Spool(path, **spool_kwargs(cfg.spool)): the spool's bounds from the configuration."""
+    return {"max_rows": s.max_rows, "synchronous": s.synchronous,
+            "max_dead_letters": s.max_dead_letters,
+            "max_dead_letter_bytes": s.max_dead_letter_bytes,
+            "dead_letter_payload_bytes": s.dead_letter_payload_bytes,
+            "max_seq_ranges": s.max_seq_ranges, "conflict_window_s": s.conflict_window_s}
 
 
 def ack_gateway_id(cfg: Config) -> str:
@@ -320,8 +360,33 @@ def ack_gateway_id(cfg: Config) -> str:
     return cfg.ack.gateway_id or cfg.mqtt.username or cfg.mqtt.client_id
 
 
+def warnings(cfg: Config) -> list[str]:
+    """Settings that work but should not: logged at start and by check-config."""
+    out = []
+    k = cfg.sink
+    from urllib.parse import urlsplit
+    u = urlsplit(k.url)
+    if u.scheme == "http" and not _is_loopback(u.hostname or "") and (
+            k.password or k.token or k.username):
+        out.append(f"[sink] credentials go to {u.hostname} over plain http: anyone on the way "
+                   "can read them; use https:// (and [sink] ca_file for a private CA)")
+    if k.ca_file and u.scheme != "https":
+        out.append("[sink] ca_file is set but the url is not https://: it is not used")
+    return out
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def http_address(cfg: Config) -> tuple[str, int] | None:
     if not cfg.http.listen:
         return None
     host, _, port = cfg.http.listen.rpartition(":")
-    return host.strip("[]"), int(port)
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from .config import Config, http_address
+from .config import Config, http_address, spool_kwargs
 from .ingest import Ingest
 from .metrics import Counters, MetricsServer, prometheus_text
 from .spool import Spool
@@ -30,8 +30,7 @@ class Gateway:
         self.cfg = cfg
         self.counters = Counters()
         s = cfg.spool
-        self.spool = Spool(s.path, max_rows=s.max_rows, synchronous=s.synchronous,
-                           max_dead_letters=s.max_dead_letters)
+        self.spool = Spool(s.path, **spool_kwargs(s))
         self.ingest = Ingest(cfg, self.spool, self.counters)
         if cfg.sink.writer_process:
             from .writerproc import WriterProcess
@@ -43,12 +42,16 @@ class Gateway:
 
     def start(self) -> "Gateway":
         log.info("gateway starting: %r", self.cfg)   # secrets are masked by the repr
+        from .config import warnings
+        for w in warnings(self.cfg):
+            log.warning("%s", w)
         self.started_s = time.time()
         self.writer.start()      # first: a writer process is forked before paho's thread exists
         self.ingest.start()
         addr = http_address(self.cfg)
         if addr:
-            self.http = MetricsServer(addr[0], addr[1], self).start()
+            self.http = MetricsServer(addr[0], addr[1], self, self.cfg.http.timeout_s,
+                                      self.cfg.http.max_connections).start()
             log.info("metrics on http://%s:%d/metrics", addr[0], self.http.port)
         return self
 
@@ -69,13 +72,16 @@ class Gateway:
         d["spool_depth"] = self.spool.depth
         d["mqtt_connected"] = self.ingest.connected
         d["mqtt_subscribed"] = self.ingest.subscribed
+        d["inbox_messages"] = len(self.ingest._q)
+        d["held_messages_peak"] = self.ingest.held_peak
+        d["acks_pending_boxes"] = self.ingest.acker.pending()
         return d
 
     def wait_drained(self, timeout: float = 30.0) -> bool:
         """True once nothing is queued in memory or in the spool (tests, demo)."""
         from envbox.servers import eventually
         try:
-            eventually(lambda: self.ingest._q.empty() and self.spool.depth == 0, timeout,
+            eventually(lambda: not len(self.ingest._q) and self.spool.depth == 0, timeout,
                        what="gateway drained")
             return True
         except TimeoutError:
@@ -118,5 +124,9 @@ class Gateway:
             "last_write_ok_timestamp_seconds": (w.last_success_s or 0,
                                                 "Unix time of the last 2xx from the database"),
             "up_since_timestamp_seconds": (self.started_s or 0, "Unix time the gateway started"),
+            "inbox_messages": (len(self.ingest._q), "messages received and waiting for a commit "
+                                                    "group ([ingest] queue_max_messages)"),
+            "held_messages_peak": (self.ingest.held_peak,
+                                   "most messages received and not yet committed at one time"),
         }
         return prometheus_text(self.counters.snapshot(), gauges)

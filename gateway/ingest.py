@@ -20,8 +20,8 @@ redelivers those messages; the spool ignores the copies).
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import random
 import re
 import struct
@@ -39,9 +39,11 @@ from envbox.firmware import wire
 from .acks import Acker
 from .config import Config
 from .metrics import Counters
+from .ratelog import RateLimited
 from .spool import Accepted, Rejected, Spool
 
 log = logging.getLogger("envbox.gateway.ingest")
+_warn = RateLimited(log)
 
 # A box whose clock was never set stamps t_s2020 = 0 (2020-01-01T00:00:00Z): not a real time.
 MIN_T_UTC_S = wire.EPOCH_2020_UNIX_S + 1
@@ -52,9 +54,11 @@ def _iso(t: float) -> str:
 
 
 def check_message(topic: str, payload: bytes, device_index: int, now: float,
-                  max_future_s: float, received_at: float | None = None) -> Accepted | Rejected:
+                  max_future_s: float, received_at: float | None = None,
+                  max_past_s: float = 0) -> Accepted | Rejected:
     """Decode and validate one message. Never raises: anything wrong becomes a Rejected with a
-    reason (malformed payloads have a reason starting with "malformed:")."""
+    reason (malformed payloads have a reason starting with "malformed:"). max_past_s > 0
+    refuses samples older than that as too old."""
     received_at = now if received_at is None else received_at
     payload = bytes(payload)
     levels = topic.split("/")
@@ -67,10 +71,11 @@ def check_message(topic: str, payload: bytes, device_index: int, now: float,
         return Rejected(topic, f"malformed: decoder raised {type(e).__name__}: {e}", payload,
                         received_at, device=topic_dev)
     return _check_fields(topic, payload, topic_dev, d["device"], d["seq"], d["t_utc_s"], now,
-                         max_future_s, received_at)
+                         max_future_s, received_at, max_past_s)
 
 
-def _check_fields(topic, payload, topic_dev, dev, seq, t, now, max_future_s, received_at):
+def _check_fields(topic, payload, topic_dev, dev, seq, t, now, max_future_s, received_at,
+                  max_past_s=0):
     """The checks on a decoded sample: its device is the topic's, its time plausible."""
     if dev != topic_dev:
         return Rejected(topic, f"device mismatch: topic says {topic_dev!r}, payload says {dev!r}",
@@ -82,15 +87,20 @@ def _check_fields(topic, payload, topic_dev, dev, seq, t, now, max_future_s, rec
     if t < MIN_T_UTC_S:
         return Rejected(topic, f"timestamp {_iso(t)}: the box's clock was not set", payload,
                         received_at, device=dev, seq=seq, t_utc_s=t, count_seq=True)
+    if max_past_s and t < now - max_past_s:
+        return Rejected(topic, f"too old: timestamp {_iso(t)} is {(now - t) / 86400:.1f} days "
+                        f"before the gateway clock (limit {max_past_s / 86400:.1f} days)",
+                        payload, received_at, device=dev, seq=seq, t_utc_s=t, count_seq=True)
     return Accepted(dev, seq, t, payload, received_at, topic)
 
 
 _KIND_BATCH = bytes([wire.KIND_BATCH])
+_PUBACK = 0x40
 
 
 def check_payload(topic: str, payload: bytes, device_index: int, now: float,
-                  max_future_s: float, received_at: float | None = None
-                  ) -> list[Accepted | Rejected]:
+                  max_future_s: float, received_at: float | None = None,
+                  max_past_s: float = 0) -> list[Accepted | Rejected]:
     """Decode and validate one message of either payload kind into one verdict per sample.
     Never raises.
 
@@ -104,7 +114,8 @@ def check_payload(topic: str, payload: bytes, device_index: int, now: float,
     """
     payload = bytes(payload)
     if payload[:1] != _KIND_BATCH:
-        return [check_message(topic, payload, device_index, now, max_future_s, received_at)]
+        return [check_message(topic, payload, device_index, now, max_future_s, received_at,
+                              max_past_s)]
     received_at = now if received_at is None else received_at
     parts = wire.singles(payload)
     if len(parts) == 1 and parts[0] is payload:
@@ -133,9 +144,10 @@ def check_payload(topic: str, payload: bytes, device_index: int, now: float,
             # straight from their fixed offsets (seq, time) instead of decoding the sample again.
             seq, t2020 = _SEQ_T.unpack_from(single, 2 + id_len)
             v = _check_fields(topic, single, topic_dev, dev, seq, t2020 + wire.EPOCH_2020_UNIX_S,
-                              now, max_future_s, received_at)
+                              now, max_future_s, received_at, max_past_s)
         else:
-            v = check_message(topic, single, device_index, now, max_future_s, received_at)
+            v = check_message(topic, single, device_index, now, max_future_s, received_at,
+                              max_past_s)
         if isinstance(v, Rejected):
             v.reason = f"batch sample {i + 1}/{n}: {v.reason}"
         out.append(v)
@@ -158,7 +170,73 @@ _LONG_VARINT = re.compile(rb"[\x80-\xff]{6}")
 _SEQ_T = struct.Struct(">II")
 
 
-class ReadBufferedClient(mqtt.Client):
+class _PubackCounter(collections.deque):
+    """paho's queue of outgoing packets, counting the PUBACKs that left it for the socket:
+    _packet_write pops a packet, writes it, and puts it back (appendleft) if the socket took
+    only part of it or failed. So a PUBACK popped and not put back was written whole; that, not
+    the ack() call, is what `acked` counts. `pending()` is the PUBACKs queued and not yet
+    written (each counter here is changed by one thread only: `appended` by the committer,
+    which alone queues PUBACKs, the others by paho's network thread)."""
+
+    def __init__(self, counters: Counters):
+        super().__init__()
+        self.counters = counters
+        self.appended = 0
+        self.written = 0
+        self.dropped = 0          # queued on a connection that was lost before they left
+
+    def append(self, p):
+        if p["command"] & 0xF0 == _PUBACK:
+            self.appended += 1
+        super().append(p)
+
+    def popleft(self):
+        p = super().popleft()
+        if p["command"] & 0xF0 == _PUBACK:
+            self.written += 1
+            self.counters.add("acked")
+        return p
+
+    def appendleft(self, p):
+        if p["command"] & 0xF0 == _PUBACK:
+            self.written -= 1
+            self.counters.add("acked", -1)
+        super().appendleft(p)
+
+    def clear(self):
+        self.dropped += sum(1 for p in list(self) if p["command"] & 0xF0 == _PUBACK)
+        super().clear()
+
+    def pending(self) -> int:
+        return self.appended - self.written - self.dropped
+
+
+class CountingClient(mqtt.Client):
+    """paho's Client whose outgoing queue counts the PUBACKs written (_PubackCounter). paho
+    2.x creates the queue once (and clears it on reconnect); the property keeps ours in place
+    if a release assigns a new one."""
+
+    counters: Counters | None = None
+
+    @property
+    def _out_packet(self):
+        return self.__dict__["_outq"]
+
+    @_out_packet.setter
+    def _out_packet(self, q):
+        if self.counters is None:
+            self.__dict__["_outq"] = q
+            return
+        ours = _PubackCounter(self.counters)
+        ours.extend(q)
+        self.__dict__["_outq"] = ours
+
+    def count_pubacks(self, counters: Counters) -> None:
+        self.counters = counters
+        self._out_packet = self.__dict__["_outq"]
+
+
+class ReadBufferedClient(CountingClient):
     """paho's Client, reading the socket in large chunks.
 
     paho reads each packet with three or more recv() calls (the command byte, each byte of the
@@ -199,10 +277,90 @@ class ReadBufferedClient(mqtt.Client):
 
     def loop_read(self, max_packets: int = 1):
         rc = super().loop_read(max_packets)
-        # Select would not wake for bytes already in our buffer: handle them now.
+        # Select would not wake for bytes already in our buffer: handle them now. Between
+        # packets, write what is waiting (the PUBACKs of a group that just committed): a burst
+        # must not hold them back until the buffer runs dry (issue 11: 21,499 pending, none
+        # sent for 2.8 s, and a SIGKILL then redelivered 11,000 committed messages).
         while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
+            if self._out_packet:
+                rc = self.loop_write()
+                if rc != mqtt.MQTT_ERR_SUCCESS or self._sock is None:
+                    break
             rc = super().loop_read(1)
         return rc
+
+
+class Inbox:
+    """The bounded queue between paho's network thread and the committer: at most
+    `max_messages` messages and `max_bytes` payload bytes (one larger message is let in alone).
+    When it is full, put() waits, so the network thread stops reading the socket and the broker
+    keeps the rest (TCP flow control): a gateway catching up on a long backlog holds a bounded
+    number of received-but-uncommitted messages, however many the broker sends (mosquitto does
+    not hold its in-flight window: issue 11). While it waits it lets `idle()` run (the network
+    thread writes the PUBACKs of the groups committing meanwhile)."""
+
+    def __init__(self, max_messages: int, max_bytes: int):
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._dq: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self.bytes = 0
+        self.peak_messages = 0
+        self.full_waits = 0
+
+    def __len__(self) -> int:
+        return len(self._dq)
+
+    def put(self, item, nbytes: int, idle=None, keep_waiting=None) -> bool:
+        """Queue `item`; wait while full. False if keep_waiting() said to give up."""
+        waited = False
+        while True:
+            with self._lock:
+                n = len(self._dq)
+                if n == 0 or (n < self.max_messages and self.bytes + nbytes <= self.max_bytes):
+                    self._dq.append((item, nbytes))
+                    self.bytes += nbytes
+                    if n + 1 > self.peak_messages:
+                        self.peak_messages = n + 1
+                    self._not_empty.notify()
+                    return True
+                if not waited:
+                    self.full_waits += 1
+                    waited = True
+                self._not_full.wait(0.05)
+            if keep_waiting is not None and not keep_waiting():
+                return False
+            if idle is not None:
+                idle()
+
+    def poke(self) -> None:
+        """Wake a put() waiting for room, so it runs its idle() now (the committer wants the
+        PUBACKs written before its next commit)."""
+        with self._lock:
+            self._not_full.notify_all()
+
+    def get(self, timeout: float | None):
+        """The oldest item; None if nothing came within `timeout` (0: do not wait)."""
+        with self._lock:
+            if not self._dq:
+                if not timeout or not self._not_empty.wait(timeout) or not self._dq:
+                    return None
+            item, nbytes = self._dq.popleft()
+            self.bytes -= nbytes
+            self._not_full.notify()
+            return item
+
+
+def _samples_in(payload: bytes) -> int:
+    """How many samples a message carries (a KIND_BATCH's count byte; 1 otherwise), without
+    decoding it: for sizing commit groups."""
+    if payload[:1] == _KIND_BATCH and len(payload) > 2:
+        i = 2 + payload[1] + 9
+        if i < len(payload):
+            return payload[i] or 1
+    return 1
 
 
 class Ingest:
@@ -210,7 +368,10 @@ class Ingest:
         self.cfg = cfg
         self.spool = spool
         self.counters = counters
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        ing = cfg.ingest
+        self._q = Inbox(ing.queue_max_messages, ing.queue_max_bytes)
+        self.in_commit = 0                 # messages of the group being committed
+        self.held_peak = 0                 # most messages received and not yet committed
         self._gen = 0                      # connection generation; bumped on every disconnect
         self._gen_lock = threading.Lock()
         self._connected = threading.Event()
@@ -228,7 +389,7 @@ class Ingest:
 
     def _make_client(self) -> mqtt.Client:
         m = self.cfg.mqtt
-        cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else mqtt.Client
+        cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else CountingClient
         if m.protocol == "3.1.1":
             # clean_session=False with our fixed client id: a persistent session, kept by the
             # broker until its persistent_client_expiration.
@@ -245,6 +406,7 @@ class Ingest:
             if m.tls_insecure:
                 c.tls_insecure_set(True)
         c.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
+        c.count_pubacks(self.counters)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -319,7 +481,17 @@ class Ingest:
                 topic = msg.topic
             except UnicodeDecodeError:
                 topic = msg._topic.decode("utf-8", "replace")
-            self._q.put((self._gen, msg.mid, msg.qos, topic, msg.payload, time.time()))
+            gen = self._gen
+            payload = msg.payload
+            item = (gen, msg.mid, msg.qos, topic, payload, time.time())
+            # Blocks while the inbox is full: paho's network thread then reads no more from the
+            # socket (writing our PUBACKs meanwhile), until the committer made room, we stop, or
+            # the connection is gone (the broker sends the message again on the next one).
+            if self._q.put(item, len(payload), idle=client.loop_write,
+                           keep_waiting=lambda: not self._stop.is_set() and self._gen == gen):
+                held = len(self._q) + self.in_commit
+                if held > self.held_peak:
+                    self.held_peak = held
         except Exception:  # noqa: BLE001 - the message stays unacked and will be redelivered
             self.counters.add("callback_errors")
             log.exception("on_message")
@@ -379,27 +551,21 @@ class Ingest:
     # --- committer --------------------------------------------------------------------------
 
     def _take_group(self) -> list:
-        try:
-            first = self._q.get(timeout=0.1)
-        except queue.Empty:
+        first = self._q.get(timeout=0.1)
+        if first is None:
             return []
         group = [first]
-        n_max = self.cfg.ingest.commit_max_messages
-        deadline = time.monotonic() + self.cfg.ingest.commit_max_ms / 1000
-        while len(group) < n_max:
+        ing = self.cfg.ingest
+        n_max, s_max = ing.commit_max_messages, ing.commit_max_samples
+        samples = _samples_in(first[4])
+        deadline = time.monotonic() + ing.commit_max_ms / 1000
+        while len(group) < n_max and samples < s_max:
             left = deadline - time.monotonic()
-            try:
-                group.append(self._q.get_nowait() if left <= 0 else self._q.get(timeout=left))
-            except queue.Empty:
+            item = self._q.get(max(0.0, left))
+            if item is None:
                 break
-            if left <= 0:
-                # past the deadline: take only what is already queued
-                while len(group) < n_max:
-                    try:
-                        group.append(self._q.get_nowait())
-                    except queue.Empty:
-                        break
-                break
+            group.append(item)
+            samples += _samples_in(item[4])
         return group
 
     def _run(self) -> None:
@@ -408,7 +574,9 @@ class Ingest:
             stopping = self._stop.is_set()
             group = self._take_group()
             if group:
+                self.in_commit = len(group)
                 self._commit_group(group)
+                self.in_commit = 0
             elif stopping:
                 try:
                     acker.flush()      # what is committed is acknowledged before we leave
@@ -432,15 +600,23 @@ class Ingest:
         batches = 0
         batch_devices = set()
         for (_g, _mid, _qos, topic, payload, rx) in group:
-            verdicts = check_payload(topic, payload, idx, now, ing.max_future_s, rx)
+            verdicts = check_payload(topic, payload, idx, now, ing.max_future_s, rx,
+                                     ing.max_past_s)
             if payload[:1] == _KIND_BATCH:
                 batches += 1
                 batch_devices.add(verdicts[0].device)
             items.extend(verdicts)
+        # The previous group's PUBACKs leave before this group commits, so they lag the commits
+        # by at most one group (and a SIGKILL makes the broker redeliver at most one group of
+        # committed messages): paho's network thread writes them between the packets it reads.
+        self._wait_pubacks_written()
         delay = 0.1
         while True:
             try:
-                res = self.spool.ingest(items)
+                t_commit = time.perf_counter()
+                res = self.spool.ingest(items, now)
+                self.counters.add("commits")
+                self.counters.add("commit_us", int((time.perf_counter() - t_commit) * 1e6))
                 self.spool_failing_since_s = None
                 break
             except Exception as e:  # noqa: BLE001 - disk full, I/O error, locked: keep trying
@@ -461,14 +637,21 @@ class Ingest:
         c.add("spooled", res.spooled)
         c.add("duplicates", res.duplicates)
         c.add("dropped_oldest", res.dropped_oldest)
-        malformed = sum(1 for it in items
-                        if isinstance(it, Rejected) and it.reason.startswith("malformed:"))
+        malformed = too_old = 0
+        for it in res.rejected:
+            r = it.reason
+            if r.startswith("malformed:"):
+                malformed += 1
+            elif r.startswith("too old:") or ": too old:" in r:
+                too_old += 1
+            # a flood of garbage must not flood the log: a few lines per kind, then a count
+            kind = r.split(": ", 1)[1] if r.startswith("batch sample ") else r
+            _warn(kind.split()[0], "dead letter from %s: %s", it.topic, r)
         c.add("malformed", malformed)
-        c.add("rejected", res.dead_lettered - malformed)
+        c.add("rejected", res.dead_lettered - malformed - res.conflicts)
+        c.add("too_old", too_old)
+        c.add("conflicts", res.conflicts)
         c.add("dead_lettered", res.dead_lettered)
-        for it in items:
-            if isinstance(it, Rejected):
-                log.warning("dead letter from %s: %s", it.topic, it.reason)
         # Only now that the group is committed may the broker forget it.
         acked = skipped = 0
         with self._gen_lock:
@@ -481,10 +664,23 @@ class Ingest:
                     acked += 1
                 else:
                     skipped += 1
-        c.add("acked", acked)
+        c.add("ack_queued", acked)    # `acked` counts them as they are written (_PubackCounter)
         c.add("ack_skipped", skipped)
         # Now the boxes may hear which of their samples we hold (sent when due: acks.py).
         self.acker.committed(items, batch_devices, res.dup_devices or ())
+
+    def _wait_pubacks_written(self, timeout_s: float = 1.0) -> None:
+        q = self.client._out_packet
+        if not isinstance(q, _PubackCounter) or q.pending() <= 0:
+            return
+        gen = self._gen
+        deadline = time.monotonic() + timeout_s
+        self._q.poke()          # a network thread waiting for room writes them at once
+        while q.pending() > 0 and self._gen == gen and self._connected.is_set():
+            if time.monotonic() > deadline:
+                self.counters.add("puback_waits_timed_out")
+                return
+            time.sleep(0.0005)
 
     def _record_connect(self) -> None:
         # Remember in the spool that this client id has had a session, so that a later start

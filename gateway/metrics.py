@@ -15,8 +15,11 @@ COUNTERS = {
     "received_batches": "received messages that were KIND_BATCH (a box's catch-up, many samples)",
     "received_samples": "samples carried by the received messages that decoded",
     "spooled": "samples newly stored in the spool",
-    "duplicates": "samples whose device+seq had already been received (redeliveries)",
-    "acked": "messages acknowledged to the broker after their spool commit",
+    "duplicates": "samples the gateway already held: identical copies (redeliveries, resends)",
+    "acked": "PUBACKs written to the broker's socket (each after its message's spool commit)",
+    "ack_queued": "PUBACKs handed to the MQTT client after their spool commit",
+    "puback_waits_timed_out": "commits that went ahead after waiting 1 s for the previous group's "
+                              "PUBACKs to be written",
     "ack_skipped": "messages not acknowledged because the connection they came on was gone",
     "acks_sent": "acknowledgements published to the boxes (KIND_ACK, retained, after the commit)",
     "ack_bytes": "MQTT bytes of the acknowledgements published (headers, topic, payload)",
@@ -24,6 +27,9 @@ COUNTERS = {
     "ack_unrepresentable": "acknowledgements not sent because the seqs are >= 2^30 - 1",
     "malformed": "messages whose payload did not decode (dead-lettered)",
     "rejected": "decoded samples refused by validation: wrong device, bad time (dead-lettered)",
+    "too_old": "samples older than [ingest] max_past_s (dead-lettered)",
+    "conflicts": "samples whose seq or time was stored with other content (dead-lettered; the "
+                 "stored point is unchanged)",
     "dead_lettered": "malformed messages, rejected samples and refused rows moved to the dead letters",
     "dead_lettered_sink": "rows the database refused with a 4xx, moved to the dead letters",
     "written": "samples the database acknowledged with 2xx",
@@ -31,6 +37,8 @@ COUNTERS = {
     "retried": "failed write attempts that will be retried (5xx, 429, time-out, refused)",
     "bisections": "4xx answers that made the writer split a batch to find the refused rows",
     "dropped_oldest": "samples dropped because the spool reached max_rows",
+    "commits": "spool transactions of ingest (commit groups)",
+    "commit_us": "microseconds spent in those transactions (checks, inserts, fsync)",
     "spool_errors": "spool transactions that failed (messages stay unacknowledged)",
     "connects": "successful MQTT connections",
     "disconnects": "MQTT disconnections",
@@ -87,10 +95,12 @@ def prometheus_text(counters: dict[str, int], gauges: dict[str, tuple[float, str
 class MetricsServer:
     """Serves GET /metrics (Prometheus text 0.0.4) and GET /healthz (JSON; 200 healthy, 503 not)."""
 
-    def __init__(self, host: str, port: int, gateway):
+    def __init__(self, host: str, port: int, gateway, timeout_s: float = 5.0,
+                 max_connections: int = 8):
         gw = gateway
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = timeout_s          # socket time-out: a silent client is dropped
             def do_GET(self):  # noqa: N802 - http.server's naming
                 try:
                     if self.path == "/metrics":
@@ -116,8 +126,29 @@ class MetricsServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        slots = threading.BoundedSemaphore(max_connections)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def process_request(self, request, client_address):
+                # at most max_connections handler threads: more are closed at once
+                if not slots.acquire(blocking=False):
+                    self.shutdown_request(request)
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except Exception:
+                    slots.release()
+                    raise
+
+            def process_request_thread(self, request, client_address):
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    slots.release()
+
+        self.httpd = Server((host, port), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="gw-http",
                                        daemon=True)

@@ -27,6 +27,7 @@ import email.utils
 import gzip
 import logging
 import random
+import ssl
 import threading
 import time
 import urllib.error
@@ -42,9 +43,11 @@ from envbox.firmware import wire
 
 from .config import Config, SinkConfig
 from .metrics import Counters
+from .ratelog import RateLimited
 from .spool import Row, Spool
 
 log = logging.getLogger("envbox.gateway.writer")
+_refused = RateLimited(log, level=logging.ERROR)
 
 STATUS_CODES = {name: float(i) for i, name in enumerate(wire.STATUS_NAMES)}
 # 4xx answers that are about the server or our credentials, not about the rows: keep retrying.
@@ -73,6 +76,7 @@ def sample_point(measurement: str, d: dict):
     from influxdb_client import Point, WritePrecision
     p = Point(measurement).tag("device", d["device"]).time(d["t_utc_s"], WritePrecision.S)
     p.field("seq", float(d["seq"]))
+    p.field("flags", float(d["flags"]))
     g = d["gps"]
     if g:
         for k in ("lat_deg", "lon_deg", "alt_m", "speed_kmh", "course_deg", "sats", "hdop",
@@ -92,15 +96,16 @@ def sample_point(measurement: str, d: dict):
 # _append_fields sorts fields by name, and the lines built below must be byte-identical to its.
 _GPS_FIELDS = ("lat_deg", "lon_deg", "alt_m", "speed_kmh", "course_deg", "sats", "hdop",
                "fix_quality")
-_ALL_FIELDS = sorted(("seq",) + _GPS_FIELDS
+_ALL_FIELDS = sorted(("seq", "flags") + _GPS_FIELDS
                      + tuple(n for n, _scale in wire.CHANNELS)
                      + tuple(n + "_status" for n, _scale in wire.CHANNELS))
 _SLOT = {name: i for i, name in enumerate(_ALL_FIELDS)}
-_SEQ, _FIXQ = _SLOT["seq"], _SLOT["fix_quality"]
+_SEQ, _FLAGS, _FIXQ = _SLOT["seq"], _SLOT["flags"], _SLOT["fix_quality"]
 _GPS_SLOTS = tuple(_SLOT[k] for k in _GPS_FIELDS)
 _CH_SLOTS = tuple((_SLOT[n], _SLOT[n + "_status"], scale)
                   for n, scale in wire.CHANNELS)
 _STATUS_TEXT = tuple(str(i) for i in range(len(wire.STATUS_NAMES)))   # float(i), formatted
+_FLAGS_TEXT = tuple(str(i) for i in range(256))
 _NOT_FITTED, _OK, _OUT_OF_RANGE = wire.STATUS_NOT_FITTED, wire.STATUS_OK, wire.STATUS_OUT_OF_RANGE
 
 
@@ -170,6 +175,7 @@ class LineBuilder:
         # Values are formatted as _append_fields formats float(x): str(), ".0" trimmed. For an
         # integer below 1e16 (seq, sats, raw values of scale 1: all below 2^35) that is str(int).
         vals[_SEQ] = str(s.seq)
+        vals[_FLAGS] = _FLAGS_TEXT[s.flags]
         fq = s.fix_quality
         course = fq and s.course_x10 != wire.COURSE_UNKNOWN
         if fq:
@@ -207,7 +213,7 @@ class LineBuilder:
     def _plan(self, shape) -> tuple[int, ...]:
         """The slots a sample of this shape fills, in line order (field names sorted)."""
         fix, course, st = shape
-        present = {_SEQ}
+        present = {_SEQ, _FLAGS}
         if fix:
             present.update(_GPS_SLOTS if course else
                            [k for k in _GPS_SLOTS if k != _SLOT["course_deg"]])
@@ -269,6 +275,9 @@ class Influx1Sink:
             tok = base64.b64encode(f"{cfg.username}:{cfg.password}".encode()).decode()
             self.headers["Authorization"] = f"Basic {tok}"
         self.db_ready = not cfg.create_database
+        # https: verify the server against [sink] ca_file (a private CA), else the system's CAs
+        self.ssl = (ssl.create_default_context(cafile=cfg.ca_file or None)
+                    if self.base.startswith("https:") else None)
 
     def _post(self, url, body: bytes, ctype=None):
         h = dict(self.headers)
@@ -277,7 +286,7 @@ class Influx1Sink:
             h.pop("Content-Encoding", None)
         req = urllib.request.Request(url, data=body, headers=h, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as r:
+            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s, context=self.ssl) as r:
                 return r.status, r.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as e:
             answer = e.read().decode("utf-8", "replace")
@@ -323,7 +332,8 @@ class Influx2Sink:
         self.cfg = cfg
         # retries=False (the default): our loop retries, with the spool as the buffer.
         self.client = InfluxDBClient(url=cfg.url, token=cfg.token or None, org=cfg.org or "-",
-                                     timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip)
+                                     timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip,
+                                     ssl_ca_cert=cfg.ca_file or None)
         self.api = self.client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, lines: list[str]) -> None:
@@ -484,8 +494,8 @@ class Writer:
             except Refused as e:
                 self.failing_since_s = None
                 if len(rows) == 1:
-                    log.error("InfluxDB refused the sample %s seq %d t %d: %s; dead-lettered",
-                              rows[0].device, rows[0].seq, rows[0].t_utc_s, e)
+                    _refused("refused", "InfluxDB refused the sample %s seq %d t %d: %s; "
+                             "dead-lettered", rows[0].device, rows[0].seq, rows[0].t_utc_s, e)
                     self.spool.dead_letter_rows(rows, f"refused by the database (HTTP {e.status})",
                                                 e.answer)
                     self.counters.add("dead_lettered")

@@ -34,7 +34,7 @@ import os
 import signal
 import threading
 
-from .config import Config
+from .config import Config, spool_kwargs
 from .metrics import Counters
 
 log = logging.getLogger("envbox.gateway.writer")
@@ -85,8 +85,7 @@ def _child_main(cfg: Config, sink, counts, gauges, err, stop_evt, parent_pid: in
     from .spool import Spool
     from .writer import Writer
     s = cfg.spool
-    spool = Spool(s.path, max_rows=s.max_rows, synchronous=s.synchronous,
-                  max_dead_letters=s.max_dead_letters)
+    spool = Spool(s.path, **spool_kwargs(s))
 
     def removed(n: int) -> None:
         with gauges.get_lock():

@@ -102,10 +102,16 @@ def seqs_of(ranges):
 
 
 def spool_seqs(path, device):
+    """The seqs of `device` the spool holds: its seq ranges (the newest max_seq_ranges) and
+    the history of stored samples (older ranges are folded into a count)."""
     c = sqlite3.connect(path, timeout=10)
     try:
-        return seqs_of((a, b + 1) for a, b in c.execute(
+        held = seqs_of((a, b + 1) for a, b in c.execute(
             "SELECT start_seq, end_seq FROM seq_ranges WHERE device=?", (device,)))
+        held.update(s for (s,) in c.execute(
+            "SELECT seq FROM history JOIN device_ids ON history.dev = device_ids.id"
+            " WHERE device_ids.device=?", (device,)))
+        return held
     finally:
         c.close()
 

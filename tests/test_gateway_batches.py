@@ -113,7 +113,9 @@ def test_redelivered_batch_is_recognised_and_not_duplicated(tmp_path, broker, in
         eventually(lambda: gw.stats()["duplicates"] == n_again, 30, what="duplicates counted")
         eventually(lambda: gw.spool.depth == 0, 30, what="spool empty")
         st = gw.stats()
-        assert st["spooled"] == 200 + n_again     # rewritten: those rows had left the spool
+        # identical copies of stored samples: recognised by the spool's history, not written
+        # again although those rows had left the spool
+        assert st["spooled"] == 200 and st["conflicts"] == 0 and st["dead_lettered"] == 0
         assert_influx_exact(influx, f"db{uid}", dev, samples)      # one point per sample
         d = {x["device"]: x for x in gw.spool.device_status()}[dev]
         assert (d["received"], d["duplicates"], d["missing"]) == (200, n_again, 0)
@@ -130,7 +132,7 @@ def test_redelivered_batch_is_recognised_and_not_duplicated(tmp_path, broker, in
         eventually(lambda: gw.stats()["duplicates"] == n_again + n_dup, 30)
         assert gw.spool.depth == 100
         influx.start()
-        eventually(lambda: gw.stats()["written"] == 200 + n_again + 100, 60)
+        eventually(lambda: gw.stats()["written"] == 200 + 100, 60)
         assert_influx_exact(influx, f"db{uid}", dev, samples + more)
         pub.close()
     finally:
@@ -181,9 +183,13 @@ def test_bad_samples_in_a_batch_are_dead_lettered_the_rest_kept(tmp_path, broker
         gw.stop()
 
 
-def test_messages_spanning_socket_reads_are_parsed(tmp_path, broker, influx, uid):
+def test_messages_spanning_socket_reads_are_parsed(tmp_path, influx, uid):
     # The ingest reads the broker's socket in 64 KiB chunks (ReadBufferedClient): packets that
-    # span chunks, and many packets in one chunk, must come out whole and in order.
+    # span chunks, and many packets in one chunk, must come out whole and in order. (The
+    # shipped broker refuses payloads over 4,000 bytes; this one takes them, to make packets
+    # larger than a chunk.)
+    from envbox.servers import Mosquitto
+    broker = Mosquitto(tmp_path / "mq-big", extra_conf="message_size_limit 262144").start()
     cfg = make_cfg(tmp_path, broker, uid, influx1_sink(influx, uid))
     gw = Gateway(cfg).start()
     try:
@@ -201,9 +207,10 @@ def test_messages_spanning_socket_reads_are_parsed(tmp_path, broker, influx, uid
         eventually(lambda: gw.stats()["received"] == 403, 30)
         st = gw.stats()
         assert (st["malformed"], st["spooled"], st["duplicates"]) == (3, 400, 0)
-        sizes = sorted(len(d["payload"]) for d in gw.spool.dead_letters())
+        sizes = sorted(d["payload_len"] for d in gw.spool.dead_letters())
         assert sizes == sorted([70_000, 65_536 - 7, 200_000])
         assert_influx_exact(influx, f"db{uid}", dev, samples)
         pub.close()
     finally:
         gw.stop()
+        broker.stop()

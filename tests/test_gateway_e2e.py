@@ -98,7 +98,9 @@ def build(device: str, n: int, seq0: int = 0, t0: int | None = None):
         s.seq = seq
         t = t0 + 10 * seq
         s.t_s2020 = t - EPOCH_2020
-        exp = {"seq": float(seq)}
+        s.flags = (wire.FLAG_CLOCK_FROM_GPS if seq % 4 else wire.FLAG_CLOCK_FROM_NTP) | (
+            wire.FLAG_CALIBRATED if seq % 11 == 0 else 0)
+        exp = {"seq": float(seq), "flags": float(s.flags)}
         if seq % 3:
             s.fix_quality, s.sats, s.hdop_x10 = 1, 5 + seq % 7, 8 + seq % 13
             s.lat_e7, s.lon_e7 = 398_800_000 + seq * 37, 1_164_500_000 - seq * 53

@@ -237,3 +237,159 @@ def test_depth_stays_right_when_drop_oldest_races_the_writer(tmp_path):
     sp.ingest([acc("a", s) for s in range(4, 6)])  # ... and the bound drops them meanwhile
     assert sp.delete_written(in_flight) == 0
     assert sp.depth == sp.count_rows() == 4
+
+
+# --- issue 11: a spool that cannot be rewritten or exhausted ----------------------------------
+
+from envbox.firmware import wire  # noqa: E402
+
+NOW = time.time()
+
+
+def real(device, seq, pm25=10, t=None, flags=0):
+    """A real wire sample from the last days (inside the conflict window)."""
+    s = wire.Sample(device.encode())
+    s.seq = seq
+    t = int(NOW) - 86400 + 10 * seq if t is None else t
+    s.t_s2020 = t - wire.EPOCH_2020_UNIX_S
+    s.flags = flags
+    s.set(wire.CH_PM25, wire.STATUS_OK, pm25)
+    return Accepted(device, seq, t, wire.encode(s), time.time())
+
+
+def stored(sp):
+    return sp.conn().execute("SELECT device, seq, t_utc_s, payload FROM samples ORDER BY id"
+                             ).fetchall()
+
+
+def test_a_replay_with_other_values_is_a_conflict_and_changes_nothing(tmp_path):
+    sp = Spool(tmp_path / "s.db")
+    first = real("a", 5, pm25=10)
+    sp.ingest([first])
+    sp.delete_written(sp.fetch(10))                  # already in InfluxDB
+    res = sp.ingest([real("a", 5, pm25=999)])
+    assert (res.spooled, res.conflicts, res.dead_lettered, res.duplicates) == (0, 1, 1, 1)
+    [dl] = sp.dead_letters()
+    assert dl["reason"].startswith("conflict: seq 5 is stored with other values")
+    assert stored(sp) == []                          # nothing to write: the stored point stays
+    # the same while the first copy still waits in the spool
+    sp.ingest([real("a", 6, pm25=10)])
+    res = sp.ingest([real("a", 6, pm25=11)])
+    assert res.conflicts == 1 and [r[3] for r in stored(sp)] == [real("a", 6, pm25=10).payload]
+    assert sp.counters()["conflicts"] == 2
+
+
+def test_another_seq_at_a_stored_time_is_a_conflict(tmp_path):
+    sp = Spool(tmp_path / "s.db")
+    a5 = real("a", 5)
+    sp.ingest([a5])
+    res = sp.ingest([real("a", 900, t=a5.t_utc_s)])
+    assert res.conflicts == 1 and res.spooled == 0
+    assert "is stored as seq 5" in sp.dead_letters()[0]["reason"]
+    # a seq stored with another time is one too, also within one group
+    res = sp.ingest([real("a", 7), real("a", 7, t=a5.t_utc_s + 1)])
+    assert (res.spooled, res.conflicts) == (1, 1)
+    assert "is stored with time" in sp.dead_letters()[1]["reason"]
+    # another device at the same time is no conflict
+    assert sp.ingest([real("b", 5, t=a5.t_utc_s)]).spooled == 1
+
+
+def test_an_identical_copy_is_a_duplicate_also_after_it_was_written(tmp_path):
+    sp = Spool(tmp_path / "s.db")
+    sp.ingest([real("a", s) for s in range(5)])
+    sp.delete_written(sp.fetch(10))
+    # a redelivery, and the box resending from its journal (FLAG_REPLAYED: same sample)
+    res = sp.ingest([real("a", 3), real("a", 4, flags=wire.FLAG_REPLAYED), real("a", 5)])
+    assert (res.spooled, res.duplicates, res.conflicts, res.dead_lettered) == (1, 2, 0, 0)
+    assert [r[1] for r in stored(sp)] == [5]         # not written again
+    # but another flag (calibrated) is other content
+    res = sp.ingest([real("a", 2, flags=wire.FLAG_CALIBRATED)])
+    assert res.conflicts == 1
+
+
+def test_the_history_survives_a_restart_and_is_pruned_after_the_window(tmp_path):
+    sp = Spool(tmp_path / "s.db")
+    sp.ingest([real("a", 1)])
+    sp.close()
+    sp = Spool(tmp_path / "s.db")
+    assert sp.ingest([real("a", 1, pm25=3)]).conflicts == 1
+    # a short window: samples older than it are neither checked nor remembered, and what left
+    # it is pruned (at most every 10 minutes per box; here the clock of the last pruning is
+    # moved back instead of waiting)
+    sp2 = Spool(tmp_path / "s.db", conflict_window_s=3600)
+    assert sp2.ingest([real("a", 2)]).spooled == 1
+    seqs = "SELECT seq FROM history ORDER BY seq"
+    assert sp2.conn().execute(seqs).fetchall() == [(1,)]       # seq 2 is older than 1 h
+    sp2.ingest([real("a", 3, t=int(NOW) - 10)])
+    sp2._pruned = {k: v - 601 for k, v in sp2._pruned.items()}
+    sp2.ingest([real("a", 4, t=int(NOW))])
+    assert sp2.conn().execute(seqs).fetchall() == [(3,), (4,)]  # seq 1 pruned
+    assert sp2.ingest([real("a", 1, pm25=3)]).conflicts == 0
+
+
+def test_gap_accounting_is_bounded_per_device(tmp_path):
+    sp = Spool(tmp_path / "s.db", max_seq_ranges=64)
+    for k in range(50):                               # seq step 2: every seq its own range
+        sp.ingest([real("a", 2 * (60 * k + i)) for i in range(60)])
+    assert len(sp._ranges["a"]) == 64
+    c = sp.conn()
+    assert c.execute("SELECT COUNT(*) FROM seq_ranges WHERE device='a'").fetchone()[0] == 64
+    [d] = Spool(tmp_path / "s.db").device_status()    # also from the file
+    n = 3000
+    assert (d["received"], d["first_seq"], d["last_seq"]) == (n, 0, 2 * (n - 1))
+    assert d["missing"] == n - 1 and len(d["missing_ranges"]) == 63
+    assert d["missing_before_seq"] == 2 * (n - 64) - 1     # above the last folded seq
+    # a resend of a folded seq is still recognised (the history knows it)
+    res = sp.ingest([real("a", 10)])
+    assert (res.duplicates, res.spooled) == (1, 0)
+    # and a new one below the floor counts as received
+    sp.ingest([real("a", 11)])
+    assert Spool(tmp_path / "s.db").device_status()[0]["received"] == n + 1
+
+
+def test_dead_letters_bounded_in_bytes_payloads_truncated(tmp_path):
+    sp = Spool(tmp_path / "s.db", max_dead_letter_bytes=400_000, dead_letter_payload_bytes=4096)
+    big = b"\x01" + bytes(262_143)
+    for i in range(200):
+        sp.ingest([Rejected("envbox/v1/a/data", "malformed: junk", big, time.time(), device="a")])
+    c = sp.conn()
+    n, stored_bytes = c.execute("SELECT COUNT(*), SUM(length(payload)) FROM dead_letters"
+                                ).fetchone()
+    assert stored_bytes <= 400_000 and 80 < n < 100
+    assert sp.counters()["dead_letters_dropped"] == 200 - n
+    dl = sp.dead_letters(limit=1)[0]
+    assert dl["payload_len"] == 262_144 and dl["payload"] == big[:4096]
+    sp.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert (tmp_path / "s.db").stat().st_size < 5_000_000
+    # the running total matches the table
+    from envbox.gateway.spool import Spool as S
+    assert sp.counters()["dead_letter_bytes"] == c.execute(
+        f"SELECT SUM({S._DL_BYTES}) FROM dead_letters").fetchone()[0]
+    # a truncated payload is never requeued
+    moved, kept = sp.requeue(None, lambda t, p, s: "x")
+    assert moved == 0 and all("truncated" in why for _i, why in kept)
+
+
+def test_drop_oldest_is_fair_between_devices(tmp_path):
+    sp = Spool(tmp_path / "s.db", max_rows=100)
+    sp.ingest([real("quiet", s) for s in range(20)])
+    for k in range(10):                               # one box floods during an outage
+        sp.ingest([real("flood", 100 * k + s) for s in range(100)])
+    rows = stored(sp)
+    assert len(rows) == 100
+    assert sorted(r[1] for r in rows if r[0] == "quiet") == list(range(20))
+    flood = sorted(r[1] for r in rows if r[0] == "flood")
+    assert flood == list(range(1000 - 80, 1000))      # the flood's newest
+    st = {d["device"]: d for d in sp.device_status()}
+    assert (st["flood"]["dropped"], st["flood"]["in_spool"], st["quiet"]["in_spool"]) == \
+        (920, 80, 20)
+    assert sp.counters()["dropped_oldest"] == 920
+
+
+def test_requeue_keeps_a_conflict(tmp_path):
+    sp = Spool(tmp_path / "s.db")
+    sp.ingest([real("a", 1)])
+    other = real("a", 1, pm25=50)
+    sp.ingest([other])
+    moved, kept = sp.requeue(None, lambda t, p, s: Accepted("a", 1, other.t_utc_s, p, 0.0))
+    assert moved == 0 and kept[0][1].startswith("conflict:")
