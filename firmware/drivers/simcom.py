@@ -18,11 +18,7 @@
 #   dtr      0 = modem awake (sleep mode only follows DTR after AT+CSCLK=1)
 #   dcd      input, `dcd_active` = carrier (not wired on the LilyGO boards)
 
-try:
-    from micropython import const
-except ImportError:  # CPython (host tests, the Raspberry Pi board)
-    def const(x):
-        return x
+from ..compat import const
 
 # final result codes of a command
 RC_OK = const(0)
