@@ -360,8 +360,20 @@ def _gga(d, rec):
     rec["status"] = "fix" if fix else "no_fix"
 
 
+def _frame(d, v, rec, out):
+    """Any other UART part of the registry: its channels as its driver fills them."""
+    if v == CHECKSUM:
+        checksum_error(rec, out, d)
+    else:
+        rec["kind"] = "frame"
+        channel_values(d, NOW_MS, rec)
+        rec["hex"] = out.frame_hex(d.flen)
+    return rec
+
+
 # protocol -> (describe, counters added to the summary, a question-and-answer part: asked at the
-# start and again after each frame, which forgets the last answers (the driver's `seen`))
+# start and again after each frame, which forgets the last answers (the driver's `seen`)).
+# A UART protocol not named here is decoded by _frame, as a question-and-answer part.
 DESCRIBE = {"pms5003": (_pms5003, ("acks",), False),
             "sds011": (_sds011, ("acks", "framing_errors"), True),
             "mhz19b": (_mhz19b, (), True),
@@ -383,7 +395,7 @@ def part_name(protocol, opts):
 
 
 def run_uart(protocol, path, mode, opts, quiet=False):
-    describe, extra, ask = DESCRIBE[protocol]
+    describe, extra, ask = DESCRIBE.get(protocol, (_frame, (), True))
     cfg = dict(opts)
     cfg.pop("gas", None)
     if protocol == "nmea":

@@ -119,12 +119,6 @@ class GNSS:
     def start(self, now_ms):
         pass
 
-    def request(self, now_ms):
-        pass
-
-    def ready(self):
-        return True
-
     def poll(self, now_ms):
         """Consume the bytes the UART holds; return the number of new complete fixes."""
         before = self.fixes

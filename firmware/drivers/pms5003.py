@@ -17,11 +17,10 @@ from .frames import CHECKSUM, GOOD, SEEN_BAD, SEEN_FAULT, SEEN_GOOD, UARTPart
 FRAME_LEN = const(32)
 ACK_LEN = const(8)
 
+# the commands the box sends (sleep and wake: docs/sensors/pms5003.md)
 CMD_PASSIVE = b"\x42\x4d\xe1\x00\x00\x01\x70"
 CMD_ACTIVE = b"\x42\x4d\xe1\x00\x01\x01\x71"
 CMD_READ = b"\x42\x4d\xe2\x00\x00\x01\x71"
-CMD_SLEEP = b"\x42\x4d\xe4\x00\x00\x01\x73"
-CMD_WAKE = b"\x42\x4d\xe4\x00\x01\x01\x74"
 
 # Specified effective range: PM2.5 0-500 ug/m3, max >= 1000 (manual V2.3). Above 1000 is flagged.
 _PM_MAX_UGM3 = const(1000)
