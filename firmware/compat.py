@@ -1,11 +1,21 @@
 # Names the firmware takes from MicroPython, with stand-ins so the same modules run on a host (the
 # gateway, the Raspberry Pi board and the host tests use them there).
 #
+# const: `from .compat import const` is the one import of it the firmware needs. MicroPython's
+# compiler folds `_X = const(1)` by its name alone, wherever const came from; on CPython it is
+# the identity.
+#
 # Tick arithmetic is the firmware's own, with the period of a 32-bit device (2^30 ms, 12.4 days),
 # everywhere: MicroPython's time.ticks_diff uses the port's small-integer range as its period,
 # which is 2^62 on the 64-bit Unix port the simulated box runs on. There, a tick counter that
 # wraps at 2^30 as a device's does (the sim board's) read through time.ticks_diff made every
 # driver warm up for ever once it wrapped. These stay small integers and allocate nothing.
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
 try:
     from time import ticks_ms  # MicroPython
 except ImportError:  # CPython

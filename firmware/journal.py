@@ -37,11 +37,7 @@ import struct
 
 from array import array
 
-try:
-    from micropython import const
-except ImportError:  # CPython (host tools read journals with this module too)
-    def const(x):
-        return x
+from .compat import const
 
 MAGIC = const(0xEB)
 HDR_BYTES = const(10)      # magic, n, seq, released

@@ -14,11 +14,7 @@ import os
 
 from .journal import HDR_BYTES, MAGIC, REC_OVERHEAD, JournalBase, crc16, u32
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from .compat import const
 
 SUFFIX = ".jnl"
 _ENOSPC = const(28)

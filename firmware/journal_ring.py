@@ -20,11 +20,7 @@
 
 from .journal import HDR_BYTES, MAGIC, REC_OVERHEAD, JournalBase, crc16, u32
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from .compat import const
 
 SECTOR = const(4096)
 SEC_HDR = const(16)

@@ -24,11 +24,7 @@
 import asyncio
 import struct
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from .compat import const
 
 CONNECT = const(0x10)
 CONNACK = const(0x20)

@@ -21,8 +21,10 @@ import time
 
 from .clock import VirtualClock
 from .i2c_bridge import I2CBridge
+from .. import parts
+from .models._common import MODES as FAULT_MODES
 from .models.gnss import GNSS
-from .models.pms5003 import PMS5003, PMSFaults
+from .models.pms5003 import PMS5003
 from .pty import PtyServer
 from .truth import GroundTruth
 from .world import World, load_world
@@ -40,7 +42,8 @@ def default_start_s(minutes, now_s=None):
 
 class Simulation:
     """One run. start_virtual_s: virtual Unix seconds at start() (default: default_start_s).
-    pms_faults: PMSFaults for the PMS5003 (off by default). talker: "GP" or "GN"."""
+    pms_faults: {fault: rate per answer} for the PMS5003 (none by default; the model's faults
+    can also be set later, sim.pms5003.faults). talker: "GP" or "GN"."""
 
     def __init__(self, run_dir, device="sj-001", minutes=30.0, warp=60.0, start_virtual_s=None,
                  seed=1, pms_faults=None, talker="GP", gnss_no_fix_s=3, world=None):
@@ -65,7 +68,9 @@ class Simulation:
         self.world = World(self.start_virtual_s, seed, spec)
         self.truth = GroundTruth(self.ground_truth_path)
         self.clock = None
-        self.pms5003 = PMS5003(self.world, self.truth, seed=seed, faults=pms_faults or PMSFaults())
+        self.pms5003 = PMS5003(self.world, self.truth, seed=seed)
+        for mode, rate in (pms_faults or {}).items():
+            self.pms5003.faults.set_rate(mode, rate)
         self.gnss = GNSS(self.world, self.truth, seed=seed, talker=talker, no_fix_s=gnss_no_fix_s)
         self._serial_models = [self.pms5003, self.gnss]
         self.servers = {}
@@ -201,23 +206,31 @@ def _literal(text):
 
 
 def add_model_spec(sim, spec):
-    """Add a model given as "MODULE.CLASS[:key=value,...]" (module under simulator/models), e.g.
-    "ze03.ZE03:gas=no2" or "sht4x.SHT4x:addr=0x44". The class is called as
-    CLASS(sim.world, sim.truth, seed=sim.seed, **kwargs); I2C models need addr (7-bit)."""
+    """Add a model given as a part of the registry (tools/parts.py), e.g. "ze03_no2" or "sht4x"
+    (I2C parts at their default address), or as "MODULE.CLASS[:key=value,...]" (module under
+    simulator/models), e.g. "ze03.ZE03:gas=no2" or "sht4x.SHT4x:addr=0x44". The class is called
+    as CLASS(sim.world, sim.truth, seed=sim.seed, **kwargs); I2C models need addr (7-bit)."""
     import importlib
     from .models import I2CModel
-    path, _, kws = spec.partition(":")
-    mod, _, cls = path.rpartition(".")
-    if not mod or not cls:
-        raise ValueError("model spec %r: expected MODULE.CLASS[:k=v,...]" % spec)
-    kw = {}
-    for item in filter(None, kws.split(",")):
-        k, eq, v = item.partition("=")
-        if not eq:
-            raise ValueError("model spec %r: %r is not key=value" % (spec, item))
-        kw[k.strip()] = _literal(v.strip())
-    addr = kw.pop("addr", None)
-    klass = getattr(importlib.import_module("envbox.simulator.models." + mod), cls)
+    if spec in parts.PARTS:
+        p = parts.PARTS[spec]
+        klass = p.model_class()
+        kw = p.model_kwargs()
+        addr = p.address
+    else:
+        path, _, kws = spec.partition(":")
+        mod, _, cls = path.rpartition(".")
+        if not mod or not cls:
+            raise ValueError("model spec %r: expected a part (%s) or MODULE.CLASS[:k=v,...]"
+                             % (spec, ", ".join(parts.PARTS)))
+        kw = {}
+        for item in filter(None, kws.split(",")):
+            k, eq, v = item.partition("=")
+            if not eq:
+                raise ValueError("model spec %r: %r is not key=value" % (spec, item))
+            kw[k.strip()] = _literal(v.strip())
+        addr = kw.pop("addr", None)
+        klass = getattr(importlib.import_module("envbox.simulator.models." + mod), cls)
     model = klass(sim.world, sim.truth, seed=sim.seed, **kw)
     if isinstance(model, I2CModel):
         if addr is None:
@@ -228,23 +241,23 @@ def add_model_spec(sim, spec):
     return model
 
 
-# The modules a box is built with. "full" is the default kit of the issues: PMS5003 (PM and
-# counts), SCD41 (CO2), four ZE03 (O3, NO2, SO2, CO), ZE08-CH2O (HCHO), an RS485 Modbus sound
-# level meter, SHT4x (temperature, humidity) and the GNSS receiver. "alt" swaps in the
-# alternative parts (SDS011 beside the PMS5003 is not a kit: both would fill PM2.5/PM10).
+# The parts a box is built with besides the PMS5003 and the GNSS receiver, which every run has
+# (names from the registry, firmware/drivers/registry.py). "full" is the default kit of the
+# issues: SCD41 (CO2), four ZE03 (O3, NO2, SO2, CO), ZE08-CH2O (HCHO), an RS485 Modbus sound
+# level meter and SHT4x (temperature, humidity). "alt" swaps in the alternative parts (SDS011
+# beside the PMS5003 is not a kit: both would fill PM2.5/PM10).
 KITS = {
     "pm-gnss": [],
-    "full": ["scd4x.SCD4x:addr=0x62", "ze03.ZE03:gas=o3", "ze03.ZE03:gas=no2",
-             "ze03.ZE03:gas=so2", "ze03.ZE03:gas=co", "ze08.ZE08", "modbus_noise.ModbusNoise",
-             "sht4x.SHT4x:addr=0x44"],
-    "alt": ["mhz19b.MHZ19B", "ze03.ZE03:gas=o3", "ze03.ZE03:gas=no2", "ze03.ZE03:gas=so2",
-            "ze03.ZE03:gas=co", "ze08.ZE08", "modbus_noise.ModbusNoise", "sht3x.SHT3x:addr=0x44"],
+    "full": ["scd4x", "ze03_o3", "ze03_no2", "ze03_so2", "ze03_co", "ze08", "modbus_noise",
+             "sht4x"],
+    "alt": ["mhz19b", "ze03_o3", "ze03_no2", "ze03_so2", "ze03_co", "ze08", "modbus_noise",
+            "sht3x"],
 }
 
 
 def add_kit(sim, kit):
-    for spec in KITS[kit]:
-        add_model_spec(sim, spec)
+    for name in KITS[kit]:
+        add_model_spec(sim, name)
 
 
 def main(argv=None):
@@ -265,10 +278,11 @@ def main(argv=None):
     p.add_argument("--talker", choices=("GP", "GN"), default="GP")
     p.add_argument("--pms-fault", action="append", default=[], metavar="NAME=RATE",
                    help="PMS5003 fault rate per answer, e.g. bad_checksum=0.05 (names: %s)"
-                        % ", ".join(PMSFaults.names()))
-    p.add_argument("--model", action="append", default=[], metavar="MODULE.CLASS[:k=v,...]",
-                   help="add a sensor model from simulator/models, e.g. ze03.ZE03:gas=no2 or "
-                        "sht4x.SHT4x:addr=0x44 (repeatable)")
+                        % ", ".join(m for m in FAULT_MODES if m != "nack"))
+    p.add_argument("--model", action="append", default=[], metavar="PART|MODULE.CLASS[:k=v,...]",
+                   help="add a sensor model: a part of the registry, e.g. ze03_no2, or a class "
+                        "from simulator/models, e.g. ze03.ZE03:gas=no2 or sht4x.SHT4x:addr=0x44 "
+                        "(repeatable)")
     p.add_argument("--kit", choices=sorted(KITS), default="full",
                    help="modules fitted besides the PMS5003 and GNSS (default: full)")
     p.add_argument("--modem", choices=("sim7600", "a7670"), default=None,
@@ -281,12 +295,12 @@ def main(argv=None):
     p.add_argument("--exit-when-done", action="store_true",
                    help="stop at run_until_virtual_s instead of serving until interrupted")
     a = p.parse_args(argv)
-    faults = PMSFaults()
+    faults = {}
     for item in a.pms_fault:
         name, _, rate = item.partition("=")
-        if name not in PMSFaults.names():
+        if name not in FAULT_MODES or name == "nack":
             p.error("unknown PMS5003 fault %r" % name)
-        setattr(faults, name, float(rate))
+        faults[name] = float(rate)
     try:
         sim = Simulation(a.dir, device=a.device, minutes=a.minutes, warp=a.warp,
                          start_virtual_s=a.start, seed=a.seed, pms_faults=faults,

@@ -6,14 +6,16 @@ answer as its value."""
 import pytest
 
 from envbox.demo import run_patrol
-from envbox.simulator.models.pms5003 import PMSFaults
 
 pytestmark = pytest.mark.slow
 
 # The noise meter's own faults are tested in tests/test_models_modbus_noise.py: which of its
 # polls fall in a window around a failed one depends on host timing at warp, too loosely for an
 # exact end-to-end check.
-RATES = {  # model name -> {fault: probability per answer}
+RATES = {  # model name -> {fault: probability per answer, or (probability, parameter)}
+    # the PMS5003's late answers come 7 s late: after the sim board's answer window at warp 30
+    "pms5003": {"bad_checksum": 0.06, "truncated": 0.05, "silence": 0.05, "slow": (0.05, 7.0),
+                "garbage": 0.1, "out_of_range": 0.05},
     "ze03_no2": {"bad_checksum": 0.1, "silence": 0.08, "out_of_range": 0.05, "garbage": 0.1},
     "ze03_co": {"truncated": 0.1},
     "ze08": {"bad_checksum": 0.1, "truncated": 0.05},
@@ -25,11 +27,9 @@ I2C_RATES = {
 
 
 def inject(sim):
-    sim.pms5003.faults = PMSFaults(bad_checksum=0.06, truncated=0.05, silence=0.05, slow=0.05,
-                                   garbage=0.1, out_of_range=0.05, slow_delay_s=7.0)
     for m in sim._serial_models:
         for mode, p in RATES.get(m.name, {}).items():
-            m.faults.set_rate(mode, p)
+            m.faults.set_rate(mode, *(p if isinstance(p, tuple) else (p,)))
     for m in sim._i2c_pending.values():
         for mode, p in I2C_RATES.get(m.name, {}).items():
             m.faults.set_rate(mode, p)

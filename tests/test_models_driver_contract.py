@@ -1,18 +1,21 @@
-"""Every driver of this set keeps the firmware driver contract (docs/contracts.md): fill() writes
-exactly its CHANNELS, never raises even when every bus call fails, and a failed answer is a
-status, never a value."""
+"""Every part of the registry (firmware/drivers/registry.py, read through tools/parts.py) keeps the
+firmware driver contract (docs/contracts.md) and has what adding a part asks for: a driver, a
+simulator model answering under the part's name, a vector file, a protocol page and a decoder.
+fill() writes exactly its CHANNELS, never raises even when every bus call fails, and a failed
+answer is a status, never a value."""
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
+from envbox import parts
 from envbox.firmware import wire
-from envbox.firmware.drivers.mhz19b import MHZ19B
-from envbox.firmware.drivers.modbus_noise import ModbusNoise
-from envbox.firmware.drivers.scd4x import SCD4x
-from envbox.firmware.drivers.sds011 import SDS011
-from envbox.firmware.drivers.sht3x import SHT3x
-from envbox.firmware.drivers.sht4x import SHT4x
-from envbox.firmware.drivers.ze03 import ZE03
-from envbox.firmware.drivers.ze08 import ZE08
+
+ENVBOX = os.path.join(os.path.dirname(sys.executable), "envbox")
+SENSORS = [p for p in parts.PARTS.values() if p.name != "gnss"]     # the sampler's drivers
 
 
 class BrokenBus:
@@ -34,14 +37,12 @@ class BrokenBus:
         raise OSError(19)
 
 
-DRIVERS = [(ZE03, {"gas": g}) for g in ("o3", "no2", "so2", "co")] + [
-    (ZE08, {}), (MHZ19B, {}), (SDS011, {}), (ModbusNoise, {}), (SHT4x, {}), (SHT3x, {}),
-    (SCD4x, {}), (SCD4x, {"temp_rh": True})]
+DRIVERS = [(p, {}) for p in SENSORS] + [(parts.get("scd4x"), {"temp_rh": True})]
 
 
-@pytest.mark.parametrize("cls,cfg", DRIVERS, ids=[c.__name__ + str(k) for c, k in DRIVERS])
-def test_dead_bus_gives_statuses_not_values_and_never_raises(cls, cfg):
-    d = cls(BrokenBus(), dict(cfg, warmup_ms=0))
+@pytest.mark.parametrize("part,cfg", DRIVERS, ids=[p.name + str(c) for p, c in DRIVERS])
+def test_dead_bus_gives_statuses_not_values_and_never_raises(part, cfg):
+    d = part.make(BrokenBus(), dict(cfg, warmup_ms=0))
     d.start(0)
     for t in range(0, 60000, 250):
         d.poll(t)
@@ -64,3 +65,33 @@ def test_dead_bus_gives_statuses_not_values_and_never_raises(cls, cfg):
     for name in ("frames_ok", "checksum_errors", "bytes_skipped", "timeouts"):
         assert isinstance(getattr(d, name), int)
     assert d.frames_ok == 0
+
+
+@pytest.mark.parametrize("part", list(parts.PARTS.values()), ids=list(parts.PARTS))
+def test_each_part_has_its_driver_model_vectors_page_and_registry_line(part):
+    d = part.make(None)
+    assert type(d) is part.driver_class()
+    if part.bus == "i2c":
+        assert d.address == part.address        # the driver's default is the registry's
+    else:
+        assert part.address is None
+    # the model answers under the part's name: its ground-truth kind, its sim.json key
+    model = part.model_class()(None, None, **part.model_kwargs())
+    assert model.name == part.name
+    v = json.loads(part.vectors.read_text())
+    assert v["vectors"] and part.page.exists(), part.page
+    assert f"docs/sensors/{part.page.name}" in part.driver_module_text()
+    if part.name != "gnss":
+        assert part.channels and set(part.channels) <= {n for n, _ in wire.CHANNELS}
+
+
+@pytest.mark.parametrize("protocol", parts.protocols())
+def test_envbox_decode_knows_every_protocol_of_the_registry(tmp_path, protocol):
+    v = json.loads(parts.by_protocol(protocol)[0].vectors.read_text())
+    cap = tmp_path / "cap.hex"
+    cap.write_text("\n".join(x["hex"] for x in v["vectors"]) + "\n")
+    r = subprocess.run([ENVBOX, "decode", protocol, str(cap), "--hex"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["sensor"] == protocol and summary["frames_ok"] > 0

@@ -11,8 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from envbox.servers import eventually
 from envbox.simulator.clock import VirtualClock
-from envbox.simulator.models.pms5003 import (FIELDS, PMS5003, PMSFaults, decode_frame,
-                                             reading_from_world)
+from envbox.simulator.models.pms5003 import FIELDS, PMS5003, decode_frame, reading_from_world
 from envbox.simulator.pty import PtyServer, open_raw
 from envbox.simulator.truth import GroundTruth, read_ground_truth
 from envbox.simulator.world import World
@@ -110,14 +109,14 @@ def test_warm_up_frames_are_all_zero_then_values(tmp_path):
 
 
 def test_faults_and_their_ground_truth(tmp_path):
-    m, _, truth = _model(tmp_path, faults=PMSFaults(slow_delay_s=2.0))
+    m, _, truth = _model(tmp_path)
     m.receive(CMD["passive_mode"], T0)
     m.due(T0)
     t = T0 + 100
     seq = ["bad_checksum", "truncated", "garbage", "silence", "out_of_range", "slow"]
     outs = []
     for i, f in enumerate(seq):
-        m.inject(f)
+        m.faults.inject(f)
         m.receive(CMD["read"], t + 10 * i)
         outs.append(m.due(t + 10 * i))
     assert len(outs[0]) == 32 and outs[0][31] != (sum(outs[0][:30]) & 0xFF)
@@ -135,13 +134,13 @@ def test_faults_and_their_ground_truth(tmp_path):
 
 
 def test_stuck_repeats_the_last_values(tmp_path):
-    m, _, _ = _model(tmp_path, faults=PMSFaults(stuck_answers=3))
+    m, _, _ = _model(tmp_path)
     m.receive(CMD["passive_mode"], T0)
     m.due(T0)
     vals = []
     for i in range(6):
         if i == 1:
-            m.inject("stuck")
+            m.faults.inject("stuck", n=3)
         m.receive(CMD["read"], T0 + 300 + 60 * i)    # a minute apart: the world moves
         vals.append(decode_frame(m.due(T0 + 300 + 60 * i)))
     assert vals[1] == vals[0] and vals[2] == vals[0] and vals[3] == vals[0]

@@ -1,5 +1,5 @@
 """Golden vectors tests/vectors/pms5003.json and nmea.json: re-check them against independent
-references (sum16/XOR recomputed here, pynmea2, the values printed in sensors.md) and check the
+references (sum16/XOR recomputed here, pynmea2, the values printed in docs/sensors/*.md) and check the
 simulator's encoders reproduce their bytes."""
 
 import json
@@ -20,7 +20,7 @@ def _b(v):
 
 
 def test_pms_commands_are_the_published_frames():
-    # From sensors.md A.1 (PyPMS / ESPHome / airrohr agree), typed in here, not computed.
+    # From docs/sensors/pms5003.md (PyPMS / ESPHome / airrohr agree), typed in here, not computed.
     assert PMS["commands"] == {"passive_mode": "424de100000170", "active_mode": "424de100010171",
                                "read": "424de200000171", "sleep": "424de400000173",
                                "wake": "424de400010174"}
@@ -46,7 +46,7 @@ def test_pms_passive_ack_is_the_documented_one():
     assert ack["hex"] == "424d0004e1000174"
 
 
-def test_pms_capture_values_match_sensors_md():
+def test_pms_capture_values_match_the_protocol_page():
     cap1 = PMS["vectors"][0]
     assert cap1["hex"].endswith("02c5")
     d = cap1["decoded"]
@@ -128,7 +128,7 @@ def test_nmea_decoded_agrees_with_model_decoder():
 
 def test_nmea_first_capture_matches_sensors_md():
     d = _ok_nmea()[0]["decoded"]
-    # sensors.md A.9: "40.0350855 N, -75.5200937, 0.016 kn, 2013-10-24 14:32:52 UTC"
+    # docs/sensors/gnss.md: "40.0350855 N, -75.5200937, 0.016 kn, 2013-10-24 14:32:52 UTC"
     assert (d["lat_e7"], d["lon_e7"], d["t_unix_s"]) == (400350855, -755200937, 1382625172)
 
 

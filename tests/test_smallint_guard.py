@@ -104,7 +104,10 @@ def _sample_path():
     back = wire.Sample(b"sj-001")
     day0 = (2026 - 2020) * 365 * 86400     # the same order as a real date
     for k, (lat, lon) in enumerate(POSITIONS):
-        g.feed(_nmea(lat, lon, 10 * k))
+        for c in _nmea(lat, lon, 10 * k):       # what the driver's poll() does per byte
+            v = g.push(c)
+            if v:
+                g.take(v)
         t = g.fix_t_s2020
         assert g.fill(s, t), (lat, lon)
         s.seq = 1_000_000 + k

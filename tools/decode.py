@@ -2,7 +2,8 @@
 
 The decoding runs under MicroPython (tools/decode_mp.py, spawned with the `micropython`
 executable next to this Python), so a technician sees exactly what the firmware makes of the
-bytes: the same resynchronisation, checksums, scaling and statuses. This side checks the
+bytes: the same frame parsers, resynchronisation, checksums, scaling and statuses. SENSOR is a
+protocol of the registry of parts (firmware/drivers/registry.py, tools/parts.py). This side checks the
 arguments and the input, then prints the JSON lines the MicroPython side writes, with a stable
 key order.
 
@@ -22,12 +23,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import parts
+
 REPO = Path(__file__).resolve().parent.parent
 MP_SCRIPT = REPO / "tools" / "decode_mp.py"
 
-SENSORS = ("pms5003", "sds011", "mhz19b", "ze03", "ze08", "scd4x", "sht3x", "sht4x", "modbus",
-           "nmea")
-GASES = ("o3", "no2", "so2", "co")
+SENSORS = parts.protocols()
+GASES = tuple(p.cfg["gas"] for p in parts.by_protocol("ze03"))
 
 # keys first in every record, in this order; the rest alphabetical, raw bytes last
 _FIRST = ("summary", "sensor", "ok", "kind", "type", "status", "error", "detail", "line", "read",

@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+from . import parts
 from .firmware import wire
 from .simulator.truth import read_ground_truth
 
@@ -198,24 +199,22 @@ def compare(exp: Expected, rows: dict[int, dict], warmup_grace_s: int = 200) -> 
     return rep
 
 
-# kind -> [(channel, ground-truth key, tolerance in wire units)]. Tolerance 0 where the wire
-# carries exactly the integer the module sent; 1 LSB where the driver converts (Sensirion
-# formulas, ZE03 decimals) and the truth holds the rounded physical value.
-CHANNEL_TRUTH = {
-    "pms5003": [(n, n, 0) for n in ("pm1_ugm3", "pm25_ugm3", "pm10_ugm3", "pm1_cf1_ugm3",
-                                    "pm25_cf1_ugm3", "pm10_cf1_ugm3", "n03_per_dl", "n05_per_dl",
-                                    "n10_per_dl", "n25_per_dl", "n50_per_dl", "n100_per_dl")],
-    "sds011": [("pm25_ugm3", "pm25_ugm3", 1), ("pm10_ugm3", "pm10_ugm3", 1)],
-    "mhz19b": [("co2_ppm", "co2_ppm", 0)],
-    "scd4x": [("co2_ppm", "co2_ppm", 0)],
-    "ze03_o3": [("o3_ppb", "o3_ppb", 1)],
-    "ze03_no2": [("no2_ppb", "no2_ppb", 1)],
-    "ze03_so2": [("so2_ppb", "so2_ppb", 1)],
-    "ze03_co": [("co_ppm", "co_ppm", 1)],
-    "ze08": [("hcho_ppb", "hcho_ppb", 0)],
-    "sht4x": [("temp_c", "temp_c", 1), ("rh_pct", "rh_pct", 1)],
-    "sht3x": [("temp_c", "temp_c", 1), ("rh_pct", "rh_pct", 1)],
-}
+def _channel_truth() -> dict[str, list[tuple[str, str, int]]]:
+    """part -> [(channel, ground-truth key, tolerance in wire units)], from the registry: the
+    channels the part's driver fills (the truth names its values the same way) and its model's
+    TRUTH_TOLERANCE (0 where the wire carries exactly the integer the module sent; 1 LSB where
+    the driver converts and the truth holds the rounded physical value). The GNSS receiver and
+    the noise meter (polled within a window) are checked on their own."""
+    out = {}
+    for p in parts.PARTS.values():
+        if p.name in ("gnss", "modbus_noise"):
+            continue
+        tol = p.model_class().TRUTH_TOLERANCE
+        out[p.name] = [(ch, ch, tol) for ch in p.channels]
+    return out
+
+
+CHANNEL_TRUTH = _channel_truth()
 SCALE = dict(wire.CHANNELS)
 
 

@@ -1,4 +1,5 @@
-# Checksums and CRCs of the box's sensor protocols (reference: sensors.md A.0).
+# Checksums and CRCs of the box's sensor protocols, one per protocol family; the family's frame
+# parser calls it (docs/sensors/README.md lists the families and their test vectors).
 #
 # Every function takes a buffer plus a start index and an end index (exclusive), so a driver can
 # check a frame in place inside its receive buffer without slicing (a slice allocates). Integer
@@ -9,6 +10,7 @@
 #   winsen_cs        MH-Z19B, ZE03, ZE07/08, ZE25...: (0x100 - sum(b1..b7)) & 0xFF (byte 0 = 0xFF excluded)
 #   sensirion_crc8   SCD4x, SHT3x, SHT4x: CRC-8 poly 0x31, init 0xFF, no reflection, xorout 0
 #   modbus_crc16     Modbus RTU: CRC-16 poly 0xA001 (0x8005 reflected), init 0xFFFF; sent low byte first
+#   nmea_xor         NMEA 0183: XOR of the characters between '$' and '*'
 
 
 def plantower_sum16(buf, start, end):
@@ -55,3 +57,10 @@ def modbus_crc16(buf, start, end):
             else:
                 c >>= 1
     return c
+
+
+def nmea_xor(buf, start, end):
+    x = 0
+    for i in range(start, end):
+        x ^= buf[i]
+    return x

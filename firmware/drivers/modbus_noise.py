@@ -1,4 +1,5 @@
-# RS485 Modbus RTU sound-level transmitter (Renke RS-ZS-N01 style). Protocol card: sensors.md A.7.
+# RS485 Modbus RTU sound-level transmitter (Renke RS-ZS-N01 style). Protocol page:
+# docs/sensors/modbus_noise.md.
 #   request   [addr] [func 03|04] [regH] [regL] 00 01 [crcL] [crcH]
 #   reply     [addr] [func] 02 [valH] [valL] [crcL] [crcH]       level dB(A) = value / scale_div
 #   exception [addr] [func|0x80] [code] [crcL] [crcH]
@@ -19,24 +20,17 @@
 # from a 501-entry table (0..50 dB in 0.1 dB steps, linear interpolation; beyond 50 dB the
 # correction is < 0.0001 dB). LAeq = S - 10*log10(n), 10*log10(n) from a 512-entry table
 # (interpolated above). Largest value ~1.5e6: a small int on every port. The error against the
-# float formula is measured by tests/test_models_modbus_noise.py (about 0.001 dB per 100 polls).
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+# float formula is measured by tests/test_models_modbus_noise.py (docs/sensors/modbus_noise.md).
 
 import array
 import math
 
+from ..compat import const, ticks_diff
 from .. import wire
-from ..compat import ticks_diff
 from . import checksums
+from .frames import CHECKSUM, GOOD, SEEN_BAD, SEEN_FAULT, SEEN_GOOD, UARTPart, status
 
 _MAXF = const(7)
-_RX = const(16)
-_MAX_READS = const(8)
 _TSTEP = const(1000)           # log-add table step: 0.1 dB in e4 dB units
 _TMAX = const(500000)          # log-add table span: 50 dB
 _LOG2_E4 = const(30103)        # 10*log10(2) dB in e4 dB units
@@ -88,39 +82,35 @@ def log_n_e4(n):
     return t0 + (((_LOGN[m + 1] - t0) * rem + (1 << (k - 1))) >> k) + k * _LOG2_E4
 
 
-class ModbusNoise:
+def read_request(address, function, register):
+    """The 8-byte request reading one register: addr func regH regL 00 01 crcL crcH
+    (allocates; built once)."""
+    q = bytearray((address, function, (register >> 8) & 0xFF, register & 0xFF, 0, 1, 0, 0))
+    c = checksums.modbus_crc16(q, 0, 6)
+    q[6] = c & 0xFF
+    q[7] = c >> 8
+    return bytes(q)
+
+
+class ModbusNoise(UARTPart):
     """Modbus RTU sound-level meter: LAeq/LAmin/LAmax dB(A) over each sampling window (x10 on the wire)."""
 
     CHANNELS = (wire.CH_NOISE, wire.CH_NOISE_LMIN, wire.CH_NOISE_LMAX)
     WARMUP_MS = 0
+    READS = 8                       # chunks per poll: a reply is 7 bytes, 128 bytes bound a flood
 
     def __init__(self, uart, cfg=None):
         cfg = cfg or {}
-        self._uart = uart
+        self._uart_init(uart, cfg, 500, _MAXF)
         self.address = cfg.get("address", 1)
         self.function = cfg.get("function", 3)
         self.register = cfg.get("register", 0)
         self.scale_div = cfg.get("scale_div", 10)
         self.baud = cfg.get("baud", 4800)
         self.poll_ms = cfg.get("poll_ms", 1000)
-        self.timeout_ms = cfg.get("timeout_ms", 500)
         self.min_e4 = cfg.get("min_dba", 30) * 10000
         self.max_e4 = cfg.get("max_dba", 130) * 10000
-        self.WARMUP_MS = cfg.get("warmup_ms", 0)
-        q = bytearray(8)
-        q[0] = self.address
-        q[1] = self.function
-        q[2] = (self.register >> 8) & 0xFF
-        q[3] = self.register & 0xFF
-        q[4] = 0
-        q[5] = 1
-        c = checksums.modbus_crc16(q, 0, 6)
-        q[6] = c & 0xFF
-        q[7] = c >> 8
-        self.query = bytes(q)
-        self._f = bytearray(_MAXF)
-        self._p = 0
-        self._rx = bytearray(_RX)
+        self.query = read_request(self.address, self.function, self.register)
         # window accumulators (integers, milli-dB)
         self._n = 0
         self._sum_e4 = 0
@@ -129,29 +119,43 @@ class ModbusNoise:
         self.level_e4 = 0           # last instantaneous level
         self.raw = 0
         self.exception_code = 0
-        self._t0 = 0
-        self._started = False
         self._outstanding = False
         self._q_t = 0
         self._last_q_t = 0
         self._have_q = False
-        self._req_t = 0
         self._got = False            # an answer arrived since request()
         # the window closed by the last request(), reported by fill()
         self._wn = 0
         self._wsum = 0
         self._wmin = 0
         self._wmax = 0
-        self._wbad = False
-        self._wexc = False
-        self._bad = False            # a CRC error in this window
-        self._exc = False            # an exception reply in this window
-        self.frames_ok = 0
-        self.checksum_errors = 0
-        self.bytes_skipped = 0
-        self.timeouts = 0
+        self._wseen = 0
+        # self.seen: a CRC error (SEEN_BAD) or an exception reply (SEEN_FAULT) in this window
         self.queries = 0
         self.exceptions = 0
+
+    # -- the Modbus RTU frame parser: the replies to a one-register read from `address` with
+    # `function`, addr func 02 valH valL crcL crcH, or the exception addr func|0x80 code crcL crcH
+    def _prefix_ok(self):
+        f = self.fbuf
+        p = self.fpos
+        if f[0] != self.address:
+            return False
+        if p < 2:
+            return True
+        if f[1] == self.function:
+            return p < 3 or f[2] == 2
+        return f[1] == (self.function | 0x80)
+
+    def _length(self):
+        if self.fpos < 2:
+            return 0
+        return 5 if self.fbuf[1] & 0x80 else 7
+
+    def _check(self, total):
+        f = self.fbuf
+        c = checksums.modbus_crc16(f, 0, total - 2)
+        return GOOD if f[total - 2] == (c & 0xFF) and f[total - 1] == (c >> 8) else CHECKSUM
 
     # -- contract -------------------------------------------------------------------------------
     def start(self, now_ms):
@@ -168,11 +172,9 @@ class ModbusNoise:
         self._wsum = self._sum_e4
         self._wmin = self._min_e4
         self._wmax = self._max_e4
-        self._wbad = self._bad
-        self._wexc = self._exc
+        self._wseen = self.seen
         self._n = 0
-        self._bad = False
-        self._exc = False
+        self.seen = 0
         self._req_t = now_ms
         # an empty window (first sample, or every poll failed): ask now and wait for the answer
         self._got = self._wn > 0
@@ -183,53 +185,29 @@ class ModbusNoise:
         return self._got
 
     def poll(self, now_ms):
-        new = 0
-        try:
-            u = self._uart
-            rx = self._rx
-            for _ in range(_MAX_READS):
-                if not u.any():
-                    break
-                k = u.readinto(rx, _RX)
-                if not k:
-                    break
-                for i in range(k):
-                    new += self._byte(rx[i], now_ms)
-        except Exception:  # a bus error must not escape into the sampler
-            pass
+        new = UARTPart.poll(self, now_ms)
         if self._outstanding and ticks_diff(now_ms, self._q_t) > self.timeout_ms:
             self._outstanding = False
             self.timeouts += 1
-            if self._p:
-                self.bytes_skipped += self._p
-                self._p = 0
+            self.bytes_skipped += self.fpos          # a reply cut short will not be completed
+            self.fpos = 0
         if not self._outstanding and (not self._have_q or ticks_diff(now_ms, self._last_q_t) >= self.poll_ms):
             self._send(now_ms)
         return new
 
     def fill(self, sample, now_ms):
-        if self._wn == 0 and (self._n or self._exc or self._bad):
+        if self._wn == 0 and (self._n or self.seen):
             # the window was empty and the answer to request()'s query came in: report it
             self._wn = self._n
             self._wsum = self._sum_e4
             self._wmin = self._min_e4
             self._wmax = self._max_e4
-            self._wexc = self._wexc or self._exc
-            self._wbad = self._wbad or self._bad
+            self._wseen |= self.seen
             self._n = 0
-            self._exc = False
-            self._bad = False
+            self.seen = 0
         n = self._wn
-        if not self._started or ticks_diff(now_ms, self._t0) < self.WARMUP_MS:
-            st = wire.STATUS_WARMING_UP
-        elif n:
-            st = wire.STATUS_OK
-        elif self._wexc:
-            st = wire.STATUS_SENSOR_ERROR
-        elif self._wbad:
-            st = wire.STATUS_CHECKSUM_ERROR
-        else:
-            st = wire.STATUS_NO_DATA
+        st = status(self._wseen | (SEEN_GOOD if n else 0),
+                    not self._started or ticks_diff(now_ms, self._t0) < self.WARMUP_MS)
         if st != wire.STATUS_OK:
             sample.set(wire.CH_NOISE, st)
             sample.set(wire.CH_NOISE_LMIN, st)
@@ -239,8 +217,7 @@ class ModbusNoise:
             self._set(sample, wire.CH_NOISE_LMIN, self._wmin)
             self._set(sample, wire.CH_NOISE_LMAX, self._wmax)
         self._wn = 0
-        self._wbad = False
-        self._wexc = False
+        self._wseen = 0
 
     def laeq_e4(self):
         """LAeq of the current window in units of 0.0001 dB (None before the first answer)."""
@@ -265,55 +242,20 @@ class ModbusNoise:
         self._last_q_t = now_ms
         self._have_q = True
 
-    def _ok_prefix(self):
-        f = self._f
-        p = self._p
-        if f[0] != self.address:
-            return False
-        if p < 2:
-            return True
-        if f[1] == self.function:
-            return p < 3 or f[2] == 2
-        return f[1] == (self.function | 0x80)
-
-    def _resync(self):
-        f = self._f
-        while self._p:
-            n = self._p - 1
-            for i in range(n):
-                f[i] = f[i + 1]
-            self._p = n
-            self.bytes_skipped += 1
-            if n == 0 or self._ok_prefix():
-                return
-
-    def _byte(self, b, now_ms):
-        f = self._f
-        if self._p == 0 and b != self.address:
-            self.bytes_skipped += 1
-            return 0
-        f[self._p] = b
-        self._p += 1
-        if not self._ok_prefix():
-            self._resync()
-            return 0
-        p = self._p
-        total = 5 if f[1] & 0x80 else 7
-        if p < total:
-            return 0
-        c = checksums.modbus_crc16(f, 0, total - 2)
-        if f[total - 2] != (c & 0xFF) or f[total - 1] != (c >> 8):
+    def take(self, v):
+        if v == CHECKSUM:
             self.checksum_errors += 1
-            self._bad = True
-            self._resync()
+            self.seen |= SEEN_BAD
             return 0
-        self._p = 0
+        return self._frame(self.fbuf)
+
+    def _frame(self, f):
         self.frames_ok += 1
         self._outstanding = False
-        if total == 5:
+        if self.flen == 5:
             self.exceptions += 1
             self.exception_code = f[2]
-            self._exc = True
+            self.seen |= SEEN_FAULT
             self._got = True
             return 0
         raw = (f[3] << 8) | f[4]

@@ -1,11 +1,12 @@
 # GNSS receiver (u-blox NEO-6M / NEO-M8N class) on a UART, NMEA 0183 at 9600 8N1, 1 Hz.
-# NMEA 0183 v4.1 RMC and GGA; any talker (GP, GN, BD, GL, GA). Checksum: XOR of the characters
-# between '$' and '*', two hex digits.
+# Protocol page: docs/sensors/gnss.md. NMEA 0183 v4.1 RMC and GGA; any talker (GP, GN, BD, GL,
+# GA). Checksum: XOR of the characters between '$' and '*', two hex digits.
 #
-# A fix is published only when RMC says 'A' (valid) and GGA reports quality > 0 for the same UTC
-# second; the clock may be set only from such a fix (receivers print time with status 'V' before
-# they have a fix, and that time can be wrong). Everything is parsed into integers with fixed
-# scales, in place, so the steady state allocates nothing.
+# GNSS.push() is the family's sentence parser, apart from what the sentences mean. A fix is published only when RMC
+# says 'A' (valid) and GGA reports quality > 0 for the same UTC second; the clock may be set only
+# from such a fix (receivers print time with status 'V' before they have a fix, and that time
+# can be wrong). Everything is parsed into integers with fixed scales, in place, so the steady
+# state allocates nothing.
 #
 # Integer conversions (the simulator's ground truth uses the same arithmetic):
 #   lat_e7 = dd * 10^7 + round(minutes_e5 * 10^7 / (60 * 10^5)) = dd*10^7 + (m_e5*5 + 1)//3
@@ -14,20 +15,19 @@
 #   speed_kmh_x10 = round(knots_e3 * 1.852 * 10 / 1000) = (kn_e3*1852 + 50000)//100000
 #   course_x10 = round(course_e2 / 10) (0xFFFF when the field is empty), hdop_x10 = round(hdop_e2 / 10), alt_dm = altitude_e1
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from ..compat import const
+from . import checksums
+from .frames import CHECKSUM, GOOD, INCOMPLETE, OVERLONG
 
 _LINE_LEN = const(96)     # NMEA allows 82 characters; u-blox stays below
 _RX_LEN = const(64)
 _MAX_FIELDS = const(20)
 _DAYS_1970_TO_2020 = const(18262)
-_MIN_YEAR = const(2024)
+_MIN_YEAR = const(2024)   # a receiver's date before this is its power-on default, not the time
 _COURSE_UNKNOWN = const(0xFFFF)   # wire.COURSE_UNKNOWN
 _MAX_KNOTS_E3 = const(500000)
-_RING = const(16)         # fixes kept, one per second: a late sample still gets its own second   # a receiver's date before this is its power-on default, not the time
+_RING = const(16)         # fixes kept, one per second: a late sample still gets its own second
+_RF = const(10)           # entries per fix in the ring
 
 
 def days_from_civil(y, m, d):
@@ -60,10 +60,12 @@ class GNSS:
         # dates before min_year are a receiver's power-on default: never a valid fix
         self._min_day = days_from_civil((cfg or {}).get("min_year", _MIN_YEAR), 1, 1)
         self._rx = bytearray(_RX_LEN)
-        self._line = bytearray(_LINE_LEN)
-        self._n = 0
+        self.fbuf = bytearray(_LINE_LEN)
+        self.fpos = 0             # characters held of an open sentence
+        self.flen = 0             # length of the last complete sentence
         self._in = False
-        self._f = [0] * _MAX_FIELDS     # field start offsets in _line
+        self.bytes_skipped = 0
+        self._f = [0] * _MAX_FIELDS     # field start offsets in fbuf
         self._nf = 0
         self._empty = False
         self._s = 0
@@ -101,36 +103,21 @@ class GNSS:
         self.sats = 0
         self.hdop_x10 = 0
         self.fixes = 0
-        # the last _RING fixes by second, so fill() finds the fix of any recent grid second
-        self._rt = [-1] * _RING
-        self._rq = [0] * _RING
-        self._rlat = [0] * _RING
-        self._rlonh = [0] * _RING
-        self._rlonl = [0] * _RING
+        # the last _RING fixes by second, so fill() finds the fix of any recent grid second: one
+        # list, _RF entries per fix (second, quality, lat, lon hi, lon lo, alt, speed, course,
+        # sats, hdop), the second -1 where none
+        self._ring = [0] * (_RING * _RF)
+        for k in range(_RING):
+            self._ring[k * _RF] = -1
         self._lo = 0              # low half of the last _angle() (see there)
-        self._ralt = [0] * _RING
-        self._rspd = [0] * _RING
-        self._rcrs = [0] * _RING
-        self._rsats = [0] * _RING
-        self._rhdop = [0] * _RING
         # last time seen, even without a fix (for diagnostics only; never sets the clock)
         self.time_seen_s2020 = -1
         # counters
-        self.sentences_ok = 0
-        self.checksum_errors = 0
-        self.bytes_skipped = 0
-        self.overlong = 0
-        self.bad_fields = 0
+        self.sentences_ok = self.checksum_errors = self.overlong = self.bad_fields = 0
         self.alt_out_of_range = 0
 
     def start(self, now_ms):
         pass
-
-    def request(self, now_ms):
-        pass
-
-    def ready(self):
-        return True
 
     def poll(self, now_ms):
         """Consume the bytes the UART holds; return the number of new complete fixes."""
@@ -141,57 +128,63 @@ class GNSS:
                 if not got:
                     break
                 for i in range(got):
-                    self._byte(self._rx[i])
+                    v = self.push(self._rx[i])
+                    if v:
+                        self.take(v)
         except OSError:
             pass
         return self.fixes - before
 
-    def feed(self, data):
-        """Parse bytes directly (tests, capture decoding)."""
-        before = self.fixes
-        for c in data:
-            self._byte(c)
-        return self.fixes - before
-
-    def _byte(self, c):
+    # -- the NMEA family's sentence parser -------------------------------------------------------
+    # '$' starts a sentence, CR or LF ends it. push(c) returns INCOMPLETE, or GOOD with the
+    # sentence (without '$', with its '*hh') in fbuf[0:flen], CHECKSUM (bad or missing *hh, a
+    # cut-off line too) or OVERLONG (longer than fbuf).
+    def push(self, c):
         if c == 0x24:  # '$'
             if self._in:
-                self.bytes_skipped += self._n
+                self.bytes_skipped += self.fpos
             self._in = True
-            self._n = 0
-            return
+            self.fpos = 0
+            return INCOMPLETE
         if not self._in:
             if c != 0x0D and c != 0x0A:
                 self.bytes_skipped += 1
-            return
+            return INCOMPLETE
+        n = self.fpos
         if c == 0x0A or c == 0x0D:
             self._in = False
-            self._sentence()
-            return
-        if self._n >= _LINE_LEN:
-            self.overlong += 1
-            self.bytes_skipped += self._n
+            self.fpos = 0
+            self.flen = n
+            b = self.fbuf
+            if n < 9 or b[n - 3] != 0x2A:
+                return CHECKSUM
+            h = _hex(b[n - 2])
+            lo = _hex(b[n - 1])
+            if h < 0 or lo < 0 or (h << 4 | lo) != checksums.nmea_xor(b, 0, n - 3):
+                return CHECKSUM
+            return GOOD
+        if n >= _LINE_LEN:
+            self.bytes_skipped += n
             self._in = False
-            return
-        self._line[self._n] = c
-        self._n += 1
+            self.fpos = 0
+            return OVERLONG
+        self.fbuf[n] = c
+        self.fpos = n + 1
+        return INCOMPLETE
 
-    def _sentence(self):
-        b = self._line
-        n = self._n
-        # checksum: ...*HH
-        if n < 9 or b[n - 3] != 0x2A:
+    # -- what a sentence means ------------------------------------------------------------------
+    def take(self, v):
+        """What a complete sentence's verdict does: a good RMC or GGA is parsed."""
+        if v == GOOD:
+            self.sentences_ok += 1
+            self._sentence(self.flen)
+        elif v == CHECKSUM:
             self.checksum_errors += 1
-            return
-        x = 0
-        for i in range(n - 3):
-            x ^= b[i]
-        h = _hex(b[n - 2])
-        lo = _hex(b[n - 1])
-        if h < 0 or lo < 0 or (h << 4 | lo) != x:
-            self.checksum_errors += 1
-            return
-        self.sentences_ok += 1
+        elif v == OVERLONG:
+            self.overlong += 1
+
+    def _sentence(self, n):
+        b = self.fbuf
         # split fields (offsets of the character after each ',')
         f = self._f
         nf = 0
@@ -219,7 +212,7 @@ class GNSS:
             self._gga()
 
     def _span(self, k):
-        # field k is _line[_s:_e]; an absent field is empty (no tuple: nothing to allocate)
+        # field k is fbuf[_s:_e]; an absent field is empty (no tuple: nothing to allocate)
         if k >= self._nf:
             self._s = 0
             self._e = 0
@@ -235,7 +228,7 @@ class GNSS:
         self._span(k)
         s = self._s
         e = self._e
-        b = self._line
+        b = self.fbuf
         self._empty = s >= e
         neg = False
         if s < e and b[s] == 0x2D:
@@ -289,7 +282,7 @@ class GNSS:
         e = self._e
         if e - s < 6:
             return -1
-        b = self._line
+        b = self.fbuf
         hh = (b[s] - 48) * 10 + b[s + 1] - 48
         mm = (b[s + 2] - 48) * 10 + b[s + 3] - 48
         ss = (b[s + 4] - 48) * 10 + b[s + 5] - 48
@@ -307,7 +300,7 @@ class GNSS:
         if e - s < deg_digits + 2:
             self._empty = True
             return 0
-        b = self._line
+        b = self.fbuf
         dd = 0
         for i in range(s, s + deg_digits):
             c = b[i]
@@ -351,7 +344,7 @@ class GNSS:
         e = self._e
         day = -1
         if sod >= 0 and e - s == 6:
-            b = self._line
+            b = self.fbuf
             d = (b[s] - 48) * 10 + b[s + 1] - 48
             mo = (b[s + 2] - 48) * 10 + b[s + 3] - 48
             yy = (b[s + 4] - 48) * 10 + b[s + 5] - 48
@@ -365,7 +358,7 @@ class GNSS:
         self.rmc_day = day
         self.time_seen_s2020 = (day - _DAYS_1970_TO_2020) * 86400 + sod
         self._span(2)
-        self.rmc_status = self._line[self._s] if self._e - self._s == 1 else 0
+        self.rmc_status = self.fbuf[self._s] if self._e - self._s == 1 else 0
         valid = self.rmc_status == 0x41 and day >= self._min_day
         self.rmc_valid = False
         if not valid:
@@ -467,40 +460,37 @@ class GNSS:
         self.sats = self.gga_sats
         self.hdop_x10 = self.gga_hdop
         self.alt_dm = self.gga_alt
-        k = t % _RING
-        self._rt[k] = t
-        self._rq[k] = self.fix_quality
-        self._rlat[k] = self.lat_e7
-        self._rlonh[k] = self.lon_e7_hi
-        self._rlonl[k] = self.lon_e7_lo
-        self._ralt[k] = self.alt_dm
-        self._rspd[k] = self.speed_kmh_x10
-        self._rcrs[k] = self.course_x10
-        self._rsats[k] = self.sats
-        self._rhdop[k] = self.hdop_x10
+        r = self._ring
+        k = t % _RING * _RF
+        r[k] = t
+        r[k + 1] = self.fix_quality
+        r[k + 2] = self.lat_e7
+        r[k + 3] = self.lon_e7_hi
+        r[k + 4] = self.lon_e7_lo
+        r[k + 5] = self.alt_dm
+        r[k + 6] = self.speed_kmh_x10
+        r[k + 7] = self.course_x10
+        r[k + 8] = self.sats
+        r[k + 9] = self.hdop_x10
         self.fixes += 1
 
-    # whole longitudes for host tools and tests (a big integer on 32-bit boards: not for the box)
-    lon_e7 = property(lambda self: self.lon_e7_hi * 65536 + self.lon_e7_lo)
-    rmc_lon = property(lambda self: self.rmc_lon_hi * 65536 + self.rmc_lon_lo)
-    gga_lon = property(lambda self: self.gga_lon_hi * 65536 + self.gga_lon_lo)
-
     def has_fix(self, t_s2020):
-        return t_s2020 >= 0 and self._rt[t_s2020 % _RING] == t_s2020
+        return t_s2020 >= 0 and self._ring[t_s2020 % _RING * _RF] == t_s2020
 
     def fill(self, sample, t_s2020):
         """Copy the fix of second `t_s2020` into `sample`; no fix of that second -> fix_quality 0."""
-        k = t_s2020 % _RING
-        if self._rt[k] != t_s2020:
+        r = self._ring
+        k = t_s2020 % _RING * _RF
+        if r[k] != t_s2020:
             sample.fix_quality = 0
             return False
-        sample.fix_quality = self._rq[k]
-        sample.lat_e7 = self._rlat[k]
-        sample.lon_e7_hi = self._rlonh[k]
-        sample.lon_e7_lo = self._rlonl[k]
-        sample.alt_dm = self._ralt[k]
-        sample.speed_kmh_x10 = self._rspd[k]
-        sample.course_x10 = self._rcrs[k]
-        sample.sats = self._rsats[k]
-        sample.hdop_x10 = self._rhdop[k]
+        sample.fix_quality = r[k + 1]
+        sample.lat_e7 = r[k + 2]
+        sample.lon_e7_hi = r[k + 3]
+        sample.lon_e7_lo = r[k + 4]
+        sample.alt_dm = r[k + 5]
+        sample.speed_kmh_x10 = r[k + 6]
+        sample.course_x10 = r[k + 7]
+        sample.sats = r[k + 8]
+        sample.hdop_x10 = r[k + 9]
         return True

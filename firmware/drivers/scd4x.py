@@ -1,5 +1,6 @@
-# Sensirion SCD40/SCD41 photoacoustic CO2 sensor on I2C 0x62. Protocol card: sensors.md A.3
-# (command codes and execution times from Sensirion embedded-i2c-scd4x).
+# Sensirion SCD40/SCD41 photoacoustic CO2 sensor on I2C 0x62. Protocol page: docs/sensors/scd4x.md
+# (command codes and execution times from Sensirion embedded-i2c-scd4x); replies are Sensirion
+# words (firmware/drivers/sensirion.py).
 #   stop_periodic_measurement 3F 86 (500 ms), start_periodic_measurement 21 B1 (data every 5 s),
 #   get_data_ready_status E4 B8 (1 ms, ready <=> word & 0x07FF != 0: the upper 5 bits are not
 #   part of the flag, several public drivers get this wrong), read_measurement EC 05 (1 ms,
@@ -18,16 +19,12 @@
 #       "pressure_hpa": None|int (sent once after start; ambient pressure compensation),
 #       "timeout_ms": 1000}
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
-
+from ..compat import const, ticks_add, ticks_diff
 from .. import wire
-from ..compat import ticks_add, ticks_diff
 from . import checksums
-from .sht4x import crc_ok, temp_centi_c
+from . import sensirion
+from .frames import GOOD, SEEN_GOOD, status
+from .sensirion import rh_centi_pct, temp_centi_c, word, words_verdict
 
 CMD_START_PERIODIC = b"\x21\xb1"
 CMD_STOP_PERIODIC = b"\x3f\x86"
@@ -92,15 +89,9 @@ class SCD4x:
         self._step = _S_NONE
         self._step_t = 0
         self._req_t = 0
-        self._fresh = False
-        self._bad = False
-        self.frames_ok = 0
-        self.checksum_errors = 0
-        self.bytes_skipped = 0
-        self.timeouts = 0
-        self.nacks = 0
-        self.not_ready = 0
-        self.restarts = 0
+        self.seen = 0                # frames.SEEN_* bits of the answers since the request
+        self.frames_ok = self.checksum_errors = self.bytes_skipped = self.timeouts = 0
+        self.nacks = self.not_ready = self.restarts = 0
         self.start_retries = 0       # start_periodic_measurement NACKed and sent again
 
     # -- contract -------------------------------------------------------------------------------
@@ -113,15 +104,14 @@ class SCD4x:
     def request(self, now_ms):
         if self._state == _IDLE:
             self.start(now_ms)
-        self._fresh = False
-        self._bad = False
+        self.seen = 0
         self._req_t = now_ms
         self._step = _S_READY_CMD
         self._step_t = now_ms
         self.poll(now_ms)
 
     def ready(self):
-        return self._fresh or self._bad or self._step == _S_NONE
+        return self.seen != 0 or self._step == _S_NONE
 
     def poll(self, now_ms):
         st = self._state
@@ -165,10 +155,10 @@ class SCD4x:
         elif step == _S_READY_READ:
             if not self._read(self._b3):
                 self._next(_S_READY_CMD, now_ms, _RETRY_MS)
-            elif not crc_ok(self._b3, 3):
+            elif words_verdict(self._b3, 3) != GOOD:
                 self.checksum_errors += 1
                 self._next(_S_READY_CMD, now_ms, _RETRY_MS)
-            elif ((self._b3[0] << 8) | self._b3[1]) & 0x07FF:
+            elif word(self._b3, 0) & 0x07FF:
                 if self._write(CMD_READ_MEASUREMENT):
                     self._next(_S_MEAS_READ, now_ms, _EXEC_MS)
                 else:
@@ -182,17 +172,14 @@ class SCD4x:
                 return 0
             self._step = _S_NONE
             b = self._b9
-            if not crc_ok(b, 9):
-                self.checksum_errors += 1
-                self._bad = True
+            if not sensirion.take(self, b, 9):
                 return 0
-            self.frames_ok += 1
-            self.co2_ppm = (b[0] << 8) | b[1]
-            self.temp_cc = temp_centi_c((b[3] << 8) | b[4])
-            self.rh_cp = (10000 * ((b[6] << 8) | b[7]) + 32767) // 65535
+            self.co2_ppm = word(b, 0)
+            self.temp_cc = temp_centi_c(word(b, 1))
+            self.rh_cp = rh_centi_pct(word(b, 2))
             self._last_data_t = now_ms
             self._misses = 0
-            self._fresh = True
+            self.seen |= SEEN_GOOD
             return 1
         return 0
 
@@ -200,25 +187,20 @@ class SCD4x:
         if self._step != _S_NONE:
             self._step = _S_NONE
             self.timeouts += 1
-        if self._state != _RUNNING or ticks_diff(now_ms, self._run_t) < _FIRST_DATA_MS:
-            st = wire.STATUS_WARMING_UP
-        elif self._fresh:
+        st = status(self.seen, self._state != _RUNNING
+                    or ticks_diff(now_ms, self._run_t) < _FIRST_DATA_MS)
+        if st == wire.STATUS_OK:
             c = self.co2_ppm
             if c == 0:
-                st = wire.STATUS_SENSOR_ERROR
+                st = wire.STATUS_SENSOR_ERROR       # CO2 = 0 is an invalid sample
             elif c > _CO2_MAX_PPM:
                 st = wire.STATUS_OUT_OF_RANGE
-            else:
-                st = wire.STATUS_OK
             sample.set(wire.CH_CO2, st, c)
             if self.temp_rh:
                 sample.set(wire.CH_TEMP, wire.STATUS_OK, self.temp_cc)
                 sample.set(wire.CH_RH, wire.STATUS_OK, self.rh_cp)
             return
-        elif self._bad:
-            st = wire.STATUS_CHECKSUM_ERROR
-        else:
-            st = wire.STATUS_NO_DATA
+        if st == wire.STATUS_NO_DATA:
             self._misses += 1
         sample.set(wire.CH_CO2, st)
         if self.temp_rh:

@@ -18,11 +18,7 @@
 #   dtr      0 = modem awake (sleep mode only follows DTR after AT+CSCLK=1)
 #   dcd      input, `dcd_active` = carrier (not wired on the LilyGO boards)
 
-try:
-    from micropython import const
-except ImportError:  # CPython (host tests, the Raspberry Pi board)
-    def const(x):
-        return x
+from ..compat import const
 
 # final result codes of a command
 RC_OK = const(0)
@@ -176,15 +172,10 @@ class SIMCom:
         self._rx = bytearray(64)
         self.cme = None                # the last +CME ERROR code
         self.last_cmd = None
-        self.commands = 0
-        self.timeouts = 0
-        self.errors = 0
-        self.overflows = 0
-        self.power_on_pulses = 0
-        self.power_off_pulses = 0
-        self.resets = 0
-        self.escapes_ok = 0
-        self.escapes_failed = 0
+        # counters
+        self.commands = self.timeouts = self.errors = self.overflows = 0
+        self.power_on_pulses = self.power_off_pulses = self.resets = 0
+        self.escapes_ok = self.escapes_failed = 0
 
     # ---- pins
     def _pin(self, name, v):

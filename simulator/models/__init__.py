@@ -27,7 +27,10 @@ I2C model (subclass I2CModel), registered on the bridge by 7-bit address:
 
 Ground truth: a model gets `truth` (simulator.truth.GroundTruth or None) and calls
 truth.record({"kind": name, ...}) for every reading it hands out, with the integers a perfect
-decoder gets back from the bytes (docs/contracts.md, "Ground truth").
+decoder gets back from the bytes (docs/contracts.md, "Ground truth"); `name` is the part's name
+in the registry (firmware/drivers/registry.py). TRUTH_TOLERANCE says how far, in wire units, a
+stored channel may be from the truth's value: 0 where the wire carries the frame's integers, 1
+where the driver rounds (tools/verify.py).
 
 World: a model gets `world` (simulator.world.World) and asks world.channels_at_vehicle(t) for the
 true values (keys as in firmware/wire.py CHANNELS: pm25_ugm3, no2_ppb, co_ppm, temp_c, ...).
@@ -50,6 +53,7 @@ def slot_of(t):
 
 class SerialModel:
     name = "serial"
+    TRUTH_TOLERANCE = 0
 
     def __init__(self):
         self.counters = {}
@@ -99,6 +103,7 @@ class SerialModel:
 
 class I2CModel:
     name = "i2c"
+    TRUTH_TOLERANCE = 0
 
     def __init__(self):
         self.counters = {}

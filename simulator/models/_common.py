@@ -1,5 +1,5 @@
-"""Pieces shared by the sensor models of sds011, mhz19b, ze03, ze08, scd4x, sht3x, sht4x and
-modbus_noise: fault injection, the world's value of a channel, and the byte-level helpers
+"""Pieces shared by the sensor models of pms5003, sds011, mhz19b, ze03, ze08, scd4x, sht3x, sht4x
+and modbus_noise: fault injection, the world's value of a channel, and the byte-level helpers
 (checksums written independently of the firmware's, so a model never borrows the code it tests).
 
 A model holds a Faults object as `self.faults`; tests and the simulator's fault schedule switch
@@ -15,6 +15,7 @@ faults on and off:
     m.faults.set("truncated")             # frames cut short (line glitch, module reset mid-frame)
     m.faults.set("nack")                  # I2C: NACK every transfer
     m.faults.inject("bad_checksum", n=3)  # only the next 3 answers
+    m.faults.set_rate("slow", 0.05, 7.0)  # each answer with probability 0.05, 7 s late
     m.faults.clear()                      # back to normal
 
 Each answer takes `fs = faults.next()`; frame-level faults are applied by mangle(frame,
@@ -27,8 +28,8 @@ import random
 MODES = ("bad_checksum", "truncated", "garbage", "stuck", "silence", "slow", "warmup",
          "out_of_range", "nack")
 
-# What a correct firmware reports for an answer carrying each fault (ground-truth "status"; the
-# same table as the PMS5003 model's). stuck and garbage are not detectable by a driver.
+# What a correct firmware reports for an answer carrying each fault (ground-truth "status").
+# stuck and garbage are not detectable by a driver.
 STATUS_OF = {None: "ok", "bad_checksum": "checksum_error", "truncated": "no_data",
              "garbage": "ok", "stuck": "ok", "silence": "no_data", "slow": "no_data",
              "warmup": "warming_up", "out_of_range": "out_of_range", "nack": "no_data"}
@@ -39,7 +40,7 @@ _PRIORITY = ("silence", "nack", "slow", "truncated", "bad_checksum", "warmup", "
 class Faults:
     def __init__(self, seed=0):
         self.active = {}             # persistent faults: mode -> parameter
-        self.rates = {}              # random faults: mode -> probability per answer
+        self.rates = {}              # random faults: mode -> (probability per answer, parameter)
         self._forced = []            # one-shot faults for the next answers
         self._rng = random.Random("faults:%s" % seed)
         self.injected = {}           # mode -> answers it changed
@@ -48,10 +49,10 @@ class Faults:
         self._check(mode)
         self.active[mode] = param
 
-    def set_rate(self, mode, p):
+    def set_rate(self, mode, p, param=True):
         """Give each answer the fault `mode` with probability p (seeded: runs repeat)."""
         self._check(mode)
-        self.rates[mode] = float(p)
+        self.rates[mode] = (float(p), param)
 
     def inject(self, mode, n=1, param=True):
         """Apply `mode` to the next n answers only."""
@@ -75,9 +76,9 @@ class Faults:
     def next(self):
         """The faults of the next answer: dict mode -> parameter (True when none was given)."""
         fs = dict(self.active)
-        for m, p in self.rates.items():
+        for m, (p, prm) in self.rates.items():
             if self._rng.random() < p:
-                fs[m] = True
+                fs[m] = prm
                 break                # at most one random fault per answer
         if self._forced:
             m, prm = self._forced.pop(0)
@@ -107,18 +108,25 @@ class Faults:
         """Extra answer latency in virtual seconds (fault "slow", default 2 s)."""
         return float(Faults.param(fs, "slow", 2.0)) if "slow" in fs else 0.0
 
-    def mangle(self, frame, cs_index, fs):
-        """Apply the frame-level faults of `fs` to one outgoing frame; None means send nothing."""
+    def mangle(self, frame, cs_index, fs, keep=None, avoid=None):
+        """Apply the frame-level faults of `fs` to one outgoing frame; None means send nothing.
+        keep: the bytes a truncated frame keeps (default half); avoid: a byte the garbage never
+        holds (a model whose tests need garbage that cannot start a frame)."""
         if "silence" in fs:
             return None
         out = bytearray(frame)
         if "bad_checksum" in fs:
             out[cs_index] ^= 0x01
         if "truncated" in fs:
-            out = out[: max(1, len(out) // 2)]
+            out = out[: max(1, len(out) // 2 if keep is None else keep)]
         if "garbage" in fs:
             n = int(self.param(fs, "garbage", 5))
-            out = bytearray(self._rng.getrandbits(8) for _ in range(n)) + out
+            junk = bytearray()
+            while len(junk) < n:
+                b = self._rng.getrandbits(8)
+                if b != avoid:
+                    junk.append(b)
+            out = junk + out
         return bytes(out)
 
 
@@ -143,6 +151,25 @@ class Values:
             self._slot = s
             self._cache = self.world.channels_at_vehicle(s)[1]
         return s, self._cache
+
+
+class SensorModel:
+    """What the serial sensor models share besides their frames (a mixin beside SerialModel):
+    the true values, the ground truth, the faults, the warm-up after power-on or wake (t_on)
+    and the time of the next frame in active mode."""
+
+    def _sensor_init(self, world, truth, seed, values, warmup_s, active_period_s):
+        self.values = Values(world, values)
+        self.truth = truth
+        self.faults = Faults(seed)
+        self.warmup_s = warmup_s
+        self.active_period_s = active_period_s
+        self.t_on = None             # virtual time of the last power-on or wake
+        self._next_active = None     # the next active-mode frame
+        self._stuck = None           # the last reading outside warm-up (fault "stuck")
+
+    def warming_up(self, t, fs=()):
+        return "warmup" in fs or self.t_on is None or t < self.t_on + self.warmup_s
 
 
 # --- checksums (independent of firmware/drivers/checksums.py) ------------------------------------
@@ -192,6 +219,33 @@ def modbus_frame(body):
     return bytes(body) + bytes((c & 0xFF, c >> 8))
 
 
+def header_commands(model, rx, header, length, ok):
+    """The commands held in `rx` (the model's receive bytearray, consumed): each `length` bytes
+    starting with the 2-byte `header` that ok(command) accepts, in order. Bytes before a header
+    are counted in the model's bytes_ignored, a trailing first header byte is kept (it may be
+    the first half of one), and a command ok() rejects is counted in command_checksum_errors,
+    the search going on one byte further (the real command may start inside it)."""
+    while True:
+        i = rx.find(header)
+        if i < 0:
+            keep = 1 if rx[-1:] == header[:1] else 0
+            model.count("bytes_ignored", len(rx) - keep)
+            del rx[:len(rx) - keep]
+            return
+        if i:
+            model.count("bytes_ignored", i)
+            del rx[:i]
+        if len(rx) < length:
+            return
+        f = bytes(rx[:length])
+        if not ok(f):
+            model.count("command_checksum_errors")
+            del rx[:1]
+            continue
+        del rx[:length]
+        yield f
+
+
 class FrameReader:
     """Assembles fixed-length command frames from the host's byte stream, resynchronising on a
     start byte. Bytes that do not start a frame are counted by the model as ignored."""
@@ -216,7 +270,7 @@ class FrameReader:
 
 # --- Winsen 9-byte UART modules (MH-Z19B, ZE03, ZE08) ---------------------------------------------
 
-class WinsenModel:
+class WinsenModel(SensorModel):
     """Behaviour shared by Winsen modules: 9-byte commands `FF 01 CMD d1..d5 CS`, the read command
     0x86 answered with `FF 86 ...`, mode switch 0x78 between Q&A and active upload (one frame per
     virtual second), warm-up after power-on, faults, ground truth per answer.
@@ -235,24 +289,15 @@ class WinsenModel:
     WARMUP_S = 180.0
 
     def _winsen_init(self, world, truth, seed, values, warmup_s, active_period_s):
-        self.values = Values(world, values)
-        self.truth = truth
-        self.faults = Faults(seed)
-        self.warmup_s = self.WARMUP_S if warmup_s is None else warmup_s
-        self.active_period_s = active_period_s
+        self._sensor_init(world, truth, seed, values,
+                          self.WARMUP_S if warmup_s is None else warmup_s, active_period_s)
         self._reader = FrameReader(9, 0xFF)
         self.active = False
-        self.t_on = None
-        self._next_active = None
-        self._stuck = None
 
     def start(self, t):
         self.t_on = t
         self.active = self.ACTIVE_AT_POWER_ON
         self._next_active = t + self.active_period_s if self.active else None
-
-    def warming_up(self, t, fs=()):
-        return "warmup" in fs or self.t_on is None or t < self.t_on + self.warmup_s
 
     def receive(self, data, t):
         for f, skipped in self._reader.feed(data):

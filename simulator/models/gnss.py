@@ -1,5 +1,5 @@
-"""u-blox-like GNSS receiver (NEO-6M/NEO-M8N class) sending NMEA 0183 at 1 Hz (protocol card
-reference/sensors.md A.9).
+"""u-blox-like GNSS receiver (NEO-6M/NEO-M8N class) sending NMEA 0183 at 1 Hz (protocol page
+docs/sensors/gnss.md).
 
 For each UTC second T it sends $xxRMC then $xxGGA, CRLF-terminated, with XOR checksums, a short
 time after the epoch (latency_s). The first no_fix_s seconds after power-on have no fix, like a

@@ -1,4 +1,4 @@
-"""RS485 Modbus RTU sound-level transmitter (Renke RS-ZS-N01 style; reference/sensors.md A.7).
+"""RS485 Modbus RTU sound-level transmitter (Renke RS-ZS-N01 style; docs/sensors/modbus_noise.md).
 
 A Modbus RTU slave: address 1, 4800 baud, function 03 (optionally 04 too), one register at
 0x0000 holding dB(A) x10 (all configurable). Requests `[addr] [func] [regH regL] [countH countL]
@@ -17,7 +17,7 @@ read with the register value (the integers a perfect decoder gets).
 import random
 
 from . import SerialModel
-from ._common import Faults, STATUS_OF, Values, crc16_modbus, modbus_frame
+from ._common import Faults, STATUS_OF, SensorModel, crc16_modbus, modbus_frame
 
 RESPONSE_S = 0.03
 
@@ -37,15 +37,13 @@ def exception_frame(address, function, code):
     return modbus_frame(bytes((address, function | 0x80, code)))
 
 
-class ModbusNoise(SerialModel):
+class ModbusNoise(SensorModel, SerialModel):
     name = "modbus_noise"
 
     def __init__(self, world=None, truth=None, seed=0, values=None, address=1, register=0,
                  functions=(3,), scale=10, sigma_db=2.0, n_registers=1):
-        super().__init__()
-        self.values = Values(world, values)
-        self.truth = truth
-        self.faults = Faults(seed)
+        SerialModel.__init__(self)
+        self._sensor_init(world, truth, seed, values, 0.0, None)
         self.address = address
         self.register = register
         self.functions = tuple(functions)

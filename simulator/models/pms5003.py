@@ -1,5 +1,5 @@
-"""Plantower PMS5003 particle sensor on a UART (PMS5003 manual V2.3, appendix I; protocol card
-reference/sensors.md A.1).
+"""Plantower PMS5003 particle sensor on a UART (PMS5003 manual V2.3, appendix I; protocol page
+docs/sensors/pms5003.md).
 
 Frames are big-endian: a 32-byte data frame `42 4D 00 1C` + 13 words (PM1/PM2.5/PM10 CF=1,
 PM1/PM2.5/PM10 atmospheric, counts >0.3/0.5/1.0/2.5/5/10 um per 0.1 L) + version byte + error byte
@@ -8,13 +8,13 @@ PM1/PM2.5/PM10 atmospheric, counts >0.3/0.5/1.0/2.5/5/10 um per 0.1 L) + version
 
 Behaviour modelled: active mode at power-on (one frame a virtual second), passive mode (one frame
 per read request), sleep/wake, a 30 s warm-up after power-on/wake during which the module sends
-frames with an all-zero payload (the fan is spinning up), and optional faults (PMSFaults).
+frames with an all-zero payload (the fan is spinning up), and the shared faults of
+simulator/models/_common.py (self.faults): a truncated answer keeps its first 20 bytes, garbage
+never holds 0x42 (the frame's first byte), out_of_range reports PM mass words above 1000 ug/m3.
 """
 
-import random
-from dataclasses import dataclass, fields
-
 from . import SerialModel, slot_of
+from ._common import STATUS_OF, Faults, SensorModel, header_commands
 
 HEADER = b"\x42\x4d"
 FRAME_LEN = 32
@@ -30,9 +30,10 @@ FIELDS = ("pm1_cf1_ugm3", "pm25_cf1_ugm3", "pm10_cf1_ugm3", "pm1_ugm3", "pm25_ug
           "n03_per_dl", "n05_per_dl", "n10_per_dl", "n25_per_dl", "n50_per_dl", "n100_per_dl")
 # (12 words; the 13th word holds the version and error bytes)
 
-DEFAULT_VERSION = 0x97   # as in the PyPMS capture (reference/sensors.md A.1 example 1)
+DEFAULT_VERSION = 0x97   # as in the PyPMS capture (docs/sensors/pms5003.md, capture 1)
 WARMUP_S = 30.0          # ESPHome PMS_STABILISING_MS = 30000; fan spin-up after power-on/wake
-OUT_OF_RANGE_UGM3 = 1000  # reference/sensors.md A.10: PM2.5 > 1000 ug/m3 is rejected
+OUT_OF_RANGE_UGM3 = 1000  # docs/sensors/pms5003.md: PM2.5 > 1000 ug/m3 is flagged
+TRUNCATED_BYTES = 20     # what a truncated answer keeps
 
 
 def sum16(b):
@@ -92,8 +93,8 @@ def decode_frame(b):
 def reading_from_world(ch):
     """The integers a PMS5003 reports for the true field values `ch` (world.PollutionField.at).
 
-    The atmospheric (ATM) mass equals CF=1 below about 30 ug/m3 (see the captures in sensors.md
-    A.1); above, CF=1 reads higher (factory calibration dust), modelled as 1.5x the excess.
+    The atmospheric (ATM) mass equals CF=1 below about 30 ug/m3 (see the captures in
+    docs/sensors/pms5003.md); above, CF=1 reads higher (factory calibration dust), modelled as 1.5x the excess.
     """
     r = {}
     for size in ("pm1", "pm25", "pm10"):
@@ -105,90 +106,38 @@ def reading_from_world(ch):
     return {k: min(0xFFFF, v) for k, v in r.items()}
 
 
-@dataclass
-class PMSFaults:
-    """Per-answer probabilities (0..1) of each fault; all off by default. At most one fault per
-    answer, tried in field order. Ground-truth status for each (what a correct firmware reports):
-
-    bad_checksum  the checksum is off by one              -> "checksum_error"
-    truncated     only the first 20 bytes go out          -> "no_data"
-    garbage       3-12 junk bytes (no 0x42) before frame  -> "ok" (a parser must resync)
-    stuck         the next stuck_answers answers repeat the last values -> "ok" (undetectable)
-    silence       no answer at all                        -> "no_data"
-    slow          the answer comes slow_delay_s late      -> "no_data" (after the 1 s deadline)
-    out_of_range  PM mass words above 1000 ug/m3          -> "out_of_range"
-    """
-    bad_checksum: float = 0.0
-    truncated: float = 0.0
-    garbage: float = 0.0
-    stuck: float = 0.0
-    silence: float = 0.0
-    slow: float = 0.0
-    out_of_range: float = 0.0
-    slow_delay_s: float = 2.0
-    stuck_answers: int = 30
-
-    @classmethod
-    def names(cls):
-        return [f.name for f in fields(cls) if f.type in (float, "float")
-                and f.name != "slow_delay_s"]
-
-
-_FAULT_STATUS = {"bad_checksum": "checksum_error", "truncated": "no_data", "garbage": "ok",
-                 "stuck": "ok", "silence": "no_data", "slow": "no_data",
-                 "out_of_range": "out_of_range", None: "ok"}
-
-
-class PMS5003(SerialModel):
+class PMS5003(SensorModel, SerialModel):
     """A PMS5003 riding on the patrol vehicle.
 
-    world: simulator.world.World; truth: GroundTruth or None; seed: fault/garbage random stream.
+    world: simulator.world.World; truth: GroundTruth or None; seed: the faults' random stream.
     Counters: frames_sent, acks_sent, reads_answered, commands_ok, command_checksum_errors,
     unknown_commands, reads_ignored (active mode or asleep), bytes_ignored, faults_<name>.
     """
 
     name = "pms5003"
+    TRUTH_TOLERANCE = 0     # tools/verify.py: exact (the wire carries the frame's integers)
 
-    def __init__(self, world, truth=None, seed=0, faults=None, warmup_s=WARMUP_S,
-                 active_period_s=1.0, version=DEFAULT_VERSION):
-        super().__init__()
-        self.world = world
-        self.truth = truth
-        self.faults = faults or PMSFaults()
-        self.warmup_s = warmup_s
-        self.active_period_s = active_period_s
+    def __init__(self, world, truth=None, seed=0, warmup_s=WARMUP_S, active_period_s=1.0,
+                 version=DEFAULT_VERSION):
+        SerialModel.__init__(self)
+        self._sensor_init(world, truth, seed, None, warmup_s, active_period_s)
         self.version = version
-        self._rng = random.Random("pms5003:%s" % seed)
-        self._forced = []          # fault names to apply to the next answers, in order
         self._rx = bytearray()
         self.passive = False       # power-on default: active mode
         self.asleep = False
-        self.t_wake = None         # virtual time of the last power-on/wake
-        self._next_active = None   # next active-mode frame time
-        self._stuck_left = 0
-        self._last_values = None
 
     # -- control ----------------------------------------------------------------------------
-    def inject(self, fault, n=1):
-        """Force `fault` (a PMSFaults field name) on the next n answers to read requests."""
-        if fault not in PMSFaults.names():
-            raise ValueError("unknown fault %r" % (fault,))
-        self._forced.extend([fault] * n)
-
     def start(self, t):
-        self.t_wake = t
+        self.t_on = t
         self.asleep = False
         self.passive = False
         self._next_active = t + self.active_period_s
 
-    def warming_up(self, t):
-        return self.t_wake is None or t < self.t_wake + self.warmup_s
-
     # -- output -----------------------------------------------------------------------------
-    def _values(self, slot, t):
-        if self.warming_up(t):
+    def _values(self, slot, t, fs=()):
+        if self.warming_up(t, fs):
             return {k: 0 for k in FIELDS}, True
-        _, ch = self.world.channels_at_vehicle(slot)
+        _, ch = self.values.at(slot)
         return reading_from_world(ch), False
 
     def tick(self, t):
@@ -205,85 +154,47 @@ class PMS5003(SerialModel):
             return None
         return self._next_active
 
-    def _pick_fault(self):
-        if self._forced:
-            return self._forced.pop(0)
-        for name in PMSFaults.names():
-            p = getattr(self.faults, name)
-            if p > 0 and self._rng.random() < p:
-                return name
-        return None
-
     def _answer(self, t):
         slot = slot_of(t)
-        values, warming = self._values(slot, t)
-        fault = self._pick_fault()
-        if fault:
-            self.count("faults_" + fault)
-        if fault == "stuck":
-            self._stuck_left = self.faults.stuck_answers
-        if self._stuck_left > 0 and self._last_values is not None and not warming:
-            self._stuck_left -= 1
-            values = dict(self._last_values)
-        elif self._stuck_left > 0:
-            self._stuck_left -= 1
-        if fault == "out_of_range":
+        fs = self.faults.next()
+        values, warming = self._values(slot, t, fs)
+        for f in fs:
+            self.count("faults_" + f)
+        if "stuck" in fs and self._stuck is not None and not warming:
+            values = dict(self._stuck)
+        if "out_of_range" in fs:
             # A failing laser/photodiode reads absurdly high mass concentrations.
-            values.update(pm1_ugm3=1200, pm25_ugm3=1500, pm10_ugm3=1800, pm1_cf1_ugm3=1200,
-                          pm25_cf1_ugm3=1500, pm10_cf1_ugm3=1800)
-        frame = bytearray(data_frame(values, self.version))
-        t_out = t
-        if fault == "bad_checksum":
-            frame[31] = (frame[31] + 1) & 0xFF
-        elif fault == "truncated":
-            frame = frame[:20]
-        elif fault == "garbage":
-            junk = bytes(self._rng.choice([b for b in range(256) if b != 0x42])
-                         for _ in range(self._rng.randint(3, 12)))
-            frame = junk + frame
-        elif fault == "slow":
-            t_out = t + self.faults.slow_delay_s
-        if fault != "silence":
-            self.emit(t_out, frame)
+            p = fs["out_of_range"]
+            hi = (1200, 1500, 1800) if p is True else (int(p),) * 3
+            values.update(pm1_ugm3=hi[0], pm25_ugm3=hi[1], pm10_ugm3=hi[2], pm1_cf1_ugm3=hi[0],
+                          pm25_cf1_ugm3=hi[1], pm10_cf1_ugm3=hi[2])
+        elif not warming and "stuck" not in fs:
+            self._stuck = dict(values)
+        out = self.faults.mangle(data_frame(values, self.version), FRAME_LEN - 1, fs,
+                                 keep=TRUNCATED_BYTES, avoid=0x42)
+        delay = Faults.delay_s(fs)
+        if out:
+            self.emit(t + delay, out)
             self.count("reads_answered")
-        if not warming and fault not in ("silence", "truncated", "out_of_range"):
-            self._last_values = values
-        status = _FAULT_STATUS[fault]
-        if warming and status == "ok":
+        fault = Faults.main(fs)
+        status = STATUS_OF[fault]
+        if warming and status in ("ok", "out_of_range"):
             status = "warming_up"
         rec = {"kind": "pms5003", "slot": slot, "t_virtual": round(t, 3), "status": status,
                "fault": fault}
         if fault != "silence":
             rec.update(values)
-        if fault == "slow":
-            rec["late_by_s"] = self.faults.slow_delay_s
+        if delay:
+            rec["late_by_s"] = delay
         if self.truth is not None:
             self.truth.record(rec)
 
     # -- input ------------------------------------------------------------------------------
     def receive(self, data, t):
-        rx = self._rx
-        rx += data
-        while True:
-            i = rx.find(HEADER)
-            if i < 0:
-                # Keep a trailing 0x42: it may be the first half of a header.
-                keep = 1 if rx[-1:] == b"\x42" else 0
-                self.count("bytes_ignored", len(rx) - keep)
-                del rx[:len(rx) - keep]
-                return
-            if i:
-                self.count("bytes_ignored", i)
-                del rx[:i]
-            if len(rx) < CMD_LEN:
-                return
-            if sum16(rx[:5]) != ((rx[5] << 8) | rx[6]):
-                self.count("command_checksum_errors")
-                del rx[:1]     # resync on the next possible header
-                continue
-            cmd, dat = rx[2], (rx[3] << 8) | rx[4]
-            del rx[:CMD_LEN]
-            self._command(cmd, dat, t)
+        self._rx += data
+        for f in header_commands(self, self._rx, HEADER, CMD_LEN,
+                                 lambda f: sum16(f[:5]) == (f[5] << 8) | f[6]):
+            self._command(f[2], (f[3] << 8) | f[4], t)
 
     def _command(self, cmd, dat, t):
         if cmd == CMD_MODE and dat in (0, 1):
@@ -309,7 +220,7 @@ class PMS5003(SerialModel):
             if self.asleep:
                 # No ack to a wake: the module restarts its fan and warms up again.
                 self.asleep = False
-                self.t_wake = t
+                self.t_on = t
                 self._next_active = t + self.active_period_s
         else:
             self.count("unknown_commands")

@@ -1,5 +1,5 @@
 """Winsen ZE03 electrochemical gas module (O3, NO2, SO2, CO) on a UART, 9600 8N1
-(protocol card reference/sensors.md A.5).
+(protocol page docs/sensors/ze03.md).
 
 Frames (9 bytes, Winsen negated-sum checksum in byte 8):
   Q&A reply     FF 86 concH concL gas decimals tempH tempL CS   (DFRobot-style layout; conc in
@@ -38,6 +38,7 @@ class ZE03(WinsenModel, SerialModel):
     QA_BYTE = 0x04
     ACTIVE_BYTE = 0x03
     MODE_ACK = True
+    TRUTH_TOLERANCE = 1     # tools/verify.py: 1 wire LSB (the driver rounds what the frame carries)
     ACTIVE_AT_POWER_ON = True
 
     def __init__(self, world=None, truth=None, gas="o3", decimals=None, seed=0, values=None,

@@ -1,4 +1,4 @@
-"""Winsen ZE08-CH2O formaldehyde module on a UART, 9600 8N1 (reference/sensors.md A.6).
+"""Winsen ZE08-CH2O formaldehyde module on a UART, 9600 8N1 (docs/sensors/ze08.md).
 
   active upload  FF 17 04 00 ppbH ppbL rangeH rangeL CS  (power-on default, one frame a second)
   Q&A reply      FF 86 ugH ugL 00 00 ppbH ppbL CS        (ug/m3 and ppb)
@@ -25,6 +25,7 @@ def active_frame(ppb, full_range=FULL_RANGE_PPB):
 
 class ZE08(WinsenModel, SerialModel):
     name = "ze08"
+    TRUTH_TOLERANCE = 0     # tools/verify.py: exact (the wire carries the frame's integers)
     QA_BYTE = 0x41
     ACTIVE_BYTE = 0x40
     MODE_ACK = False

@@ -29,7 +29,7 @@ def test_in_place_offsets():
 
 def test_no_allocation():
     b = bytearray(unhex("313233343536373839"))
-    out = [0] * 5
+    out = [0] * 6
     micropython.heap_lock()
     try:
         for _ in range(100):
@@ -38,6 +38,7 @@ def test_no_allocation():
             out[2] = checksums.winsen_cs(b, 1, 8)
             out[3] = checksums.nova_sum8(b, 2, 8)
             out[4] = checksums.plantower_sum16(b, 0, 9)
+            out[5] = checksums.nmea_xor(b, 0, 9)
     finally:
         micropython.heap_unlock()
     eq(out[0], 0xF7)
