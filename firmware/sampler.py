@@ -218,9 +218,12 @@ class Sampler:
             # Trigger on the fix of the grid second itself (exact position), or on the clock
             # when no fix of that second comes (receiver lost the sky): while the receiver has
             # fixes, up to fix_wait_ms after the second; without one for a while (a garage, a
-            # tunnel), at the second itself (a late request would measure the next slot's air)
-            if not g.has_fix(next_t) and clk.now_ms_since(next_t) < (
-                    b.fix_wait_ms if g.fix_t_s2020 >= next_t - _FIX_RECENT_S else 0):
+            # tunnel), a third of that (a late request would measure the next slot's air, and
+            # the first fix after a long gap may still be that second's)
+            w = b.fix_wait_ms
+            if g.fix_t_s2020 < next_t - _FIX_RECENT_S:
+                w //= 3
+            if not g.has_fix(next_t) and clk.now_ms_since(next_t) < w:
                 continue
             t = next_t
             next_t += period
