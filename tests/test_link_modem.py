@@ -52,7 +52,8 @@ class Run:
         return self.sim.start_virtual_s + t_s
 
     def firmware(self, until_s, fail_at_s=-1):
-        env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
+        env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen",
+                   ENVBOX_STATE_DIR=str(self.sim.run_dir) + "/flash")
         p = subprocess.Popen([MP, "-X", "heapsize=256k", str(SCRIPT), self.sim.sim_json_path,
                               str(until_s), str(fail_at_s)], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
