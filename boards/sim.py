@@ -30,9 +30,19 @@
 #                      run crosses the wrap of time.ticks_ms in its first virtual minute, as a box
 #                      does every 12.4 days)
 #
-# No NTP (ntp_s2020 returns None: the simulator's GNSS is the time source). The watchdog is
-# emulated on the virtual clock: the io loop checks it, and on expiry the board writes
-# reset_cause=watchdog into the state directory and exits (status 75), which the next boot
+# The link: sim.json's "modem" (the simulator's SIMCom model, simulator/modem.py) makes board.link
+# the esp32_lte board's CellLink over that modem (boards/simmodem.py), and the broker is reached
+# through the modem's data link (its proxy, sim.json modem.proxy, which forwards to the real
+# broker only while a call is up); without a modem, the host's network. sim.json's "ntp" (the
+# simulator's SNTP server, virtual time) gives the link a time server (ntp_host/ntp_port).
+#
+# RTC: emulated as on an ESP32, keeping its time across a watchdog or soft reset and a crash
+# of the box (the process ending in any way), not across a power cut: set_rtc writes the RTC's
+# offset from the virtual time to `rtc` beside the flash image (ENVBOX_STATE_DIR); remove that
+# file to model a power cut (the RTC then reads nothing, as a device's reads its epoch).
+#
+# The watchdog is emulated on the virtual clock: the io loop checks it, and on expiry the board
+# writes reset_cause=watchdog into the state directory and exits (status 75), which the next boot
 # reports. It cannot catch a wedged interpreter (a real WDT can); it does catch a sampler that
 # stopped succeeding.
 
@@ -173,6 +183,7 @@ class Board(BoardBase):
         self.warp = warp
         self._warp_milli = int(warp * 1000 + 0.5)
         self._t0_wall_us = int(float(cfg["t0_wall_s"]) * 1000000)
+        self._t0_virtual_ms = int(float(cfg.get("t0_virtual_s", 0)) * 1000)
         # identity, login, TLS and config key as every board reads them (BoardBase.load_net):
         # from a provisioned config.json (ENVBOX_BOX_CONFIG), else from the ENVBOX_MQTT_*
         # variables; ENVBOX_DEVICE and ENVBOX_BROKER override (tests pick free ports)
@@ -210,6 +221,7 @@ class Board(BoardBase):
         flash_dir = (os.getenv("ENVBOX_STATE_DIR") or cfg.get("state_dir")
                      or os.getcwd() + "/envbox-state")
         self._ticks0 = int(os.getenv("ENVBOX_TICKS_START") or _TICKS_START)
+        self._rtc_path = flash_dir + "/rtc"
         self._setup_flash(flash_dir, os.getenv("ENVBOX_FLASH") or "esp32",
                           int(os.getenv("ENVBOX_FLASH_JOURNAL_BYTES") or 0),
                           int(os.getenv("ENVBOX_FLASH_CUT_AT") or 0),
@@ -243,6 +255,24 @@ class Board(BoardBase):
                 e = dict(extra)
                 e["address"] = int(addr, 16)
                 self.sensors.append(_driver(spec, bus, e))
+        self._setup_link(cfg)
+
+    # ---- the link: the simulator's modem and time server, if it has them
+    def _setup_link(self, cfg):
+        ntp = cfg.get("ntp")
+        if ntp:
+            # before anything builds self.link: the link reads them when it is made
+            host, _, port = ntp.rpartition(":")
+            self.ntp_host = host or "127.0.0.1"
+            self.ntp_port = int(port)
+        m = cfg.get("modem")
+        if m:
+            from boards.simmodem import make_link
+            self.link = make_link(self, m, {"apn": m.get("apn", "sim.envbox")})
+            # the broker is reached through the modem's data link only
+            host, _, port = m["proxy"].rpartition(":")
+            self.broker_host = host or "127.0.0.1"
+            self.broker_port = int(port)
 
     @staticmethod
     def _v(ms, cap):
@@ -315,13 +345,31 @@ class Board(BoardBase):
         w = time.time_ns() // 1000 - self._t0_wall_us
         print("[%s %d] %s" % (NAME, w * self._warp_milli // 1000000000, msg))
 
-    def ntp_s2020(self):
-        # no NTP on the sim board: the simulator's GNSS is the only time source (and the tests
-        # must never reach outside 127.0.0.0/8)
-        return None
+    # ---- emulated RTC (kept across resets and crashes, lost in a power cut: see the top)
+    def _virtual_unix_ms(self):
+        w = time.time_ns() // 1000 - self._t0_wall_us
+        return self._t0_virtual_ms + w * self._warp_milli // 1000000
 
     def set_rtc(self, t_s2020):
-        pass        # the virtual clock is the simulator's
+        """The RTC is set to the start of second t_s2020, now."""
+        off = (t_s2020 + 1577836800) * 1000 - self._virtual_unix_ms()
+        tmp = self._rtc_path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write("%d\n" % off)
+            os.rename(tmp, self._rtc_path)
+        except OSError as e:
+            self.log("rtc: %r" % (e,))
+
+    def rtc_s2020(self):
+        try:
+            with open(self._rtc_path) as f:
+                off = int(f.read().strip())
+        except (OSError, ValueError):
+            return None         # never set, or a power cut since
+        tick = self.ticks_ms()
+        ms = self._virtual_unix_ms() + off - 1577836800000
+        return ms // 1000, (tick - ms % 1000) & _TICKS_MASK
 
     # ---- emulated reset cause and watchdog (virtual time)
     def _cause_path(self):

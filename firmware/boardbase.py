@@ -36,7 +36,9 @@ class BoardBase:
     poll_ms = 20                  # io loop interval (wall ms)
     answer_timeout_ms = 1000      # how long the sampler waits for Q&A modules (board clock ms)
     fix_wait_ms = 1500            # how long past a grid second to wait for that second's fix
-    hold_slots = 12               # samples held in RAM before the clock is known (2 min at 10 s)
+    # samples taken before any time source, held on flash (state_dir/held.bin) until one comes:
+    # at most this many bytes (about 600 full-kit samples, 100 minutes at 10 s)
+    hold_max_bytes = 65536
 
     # flash: the journal and small persisted state (docs/firmware.md, "Journal" and "Flash").
     # A board with a raw "journal" partition returns a RingJournal from open_journal(); the
@@ -174,6 +176,17 @@ class BoardBase:
             machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
         except Exception:  # noqa: BLE001 - no RTC on this port: the tick-based clock suffices
             pass
+
+    def rtc_s2020(self):
+        """(t_s2020, ticks_ms at which that second began) from the board's RTC when it kept a
+        time across a reset (machine.RTC: an ESP32's survives a watchdog or soft reset; after a
+        power cut it reads its epoch, 2000 or 1970, and is not believed), else None. Read once,
+        at boot (firmware/hold.py, loaded for it and unloaded after)."""
+        from . import hold
+        try:
+            return hold.read_rtc(self)
+        finally:
+            hold.unload()
 
     def ntp_s2020(self):
         """UTC seconds since 2020 from the network's clock (the link's SNTP or the modem's

@@ -18,7 +18,6 @@
 
 import asyncio
 import os
-import socket
 import struct
 
 from .compat import ticks_diff
@@ -171,8 +170,15 @@ def sntp_time(msg):
     return t, (frac >> 16) * 1000 >> 16
 
 
+def _socket():
+    # imported where it is used: a port without sockets (the 32-bit test build) still loads the
+    # link's other parts (its DNS and SNTP codecs, the cellular and Wi-Fi supervisors' logic)
+    import socket
+    return socket
+
+
 def _addr(host, port):
-    return socket.getaddrinfo(host, port)[0][-1]
+    return _socket().getaddrinfo(host, port)[0][-1]
 
 
 class Link:
@@ -286,7 +292,8 @@ class Link:
             self.ntp_errors += 1
             self.last_error = "ntp: %s" % (e,)
             return False
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        so = _socket()
+        s = so.socket(so.AF_INET, so.SOCK_DGRAM)
         try:
             s.setblocking(False)
             for _ in range(2):
@@ -350,7 +357,8 @@ class Link:
         if ":" in server:
             server, p = server.rsplit(":", 1)
             port = int(p)
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        so = _socket()
+        s = so.socket(so.AF_INET, so.SOCK_DGRAM)
         try:
             s.setblocking(False)
             addr = _addr(server, port)

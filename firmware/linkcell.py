@@ -16,7 +16,8 @@
 #
 # Every step has a time-out (board clock); a failed step or a lost link goes back to `modem`
 # after a backoff (doubling, with jitter); every third failed bring-up starts with a power cycle,
-# so a modem that needs a restart (a SIM inserted while it ran, a wedged firmware) gets one.
+# so a modem that needs a restart (a wedged firmware) gets one, and so does every bring-up after
+# the SIM was missing (a modem reads the SIM when it starts).
 
 import asyncio
 import os
@@ -109,7 +110,10 @@ class CellLink(Link):
         m = self.modem
         self.step = "modem"
         self.state = "modem"
-        cold = self.failures and self.failures % self.power_cycle_every == 0
+        # a SIM inserted while the modem runs is read only at its next start: after "not
+        # inserted", every bring-up starts with a power cycle (at most one per backoff, 2 min)
+        cold = self.failures and (self.failures % self.power_cycle_every == 0
+                                  or self.sim == "absent")
         if not await self._command_mode(cold):
             return "modem: no answer to AT (power, wiring, baud)"
         await m.cmd(b"ATE0")
@@ -149,7 +153,9 @@ class CellLink(Link):
             await self.clock.sleep(self.reg_poll_ms)
         t = await m.network_time()
         if t is not None:
-            self._got_time(t, self.clock.ticks_ms())
+            # +CCLK gives whole seconds: the second it names began 0..999 ms before the answer;
+            # half a second before it halves the worst error (and makes it symmetric)
+            self._got_time(t, (self.clock.ticks_ms() - 500) & 0x3FFFFFFF)
         # attach and dial
         self.step = self.state = "dialing"
         d = self.clock.deadline(self.attach_timeout_ms)

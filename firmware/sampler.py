@@ -1,16 +1,25 @@
-# The sampling side of the box: the io task (polls every driver's bus, disciplines the clock from
-# GNSS fixes, checks the emulated watchdog) and the sampler task (at each grid second, a UTC
+# The sampling side of the box: the io task (polls every driver's bus, keeps the clock from its
+# time sources, checks the emulated watchdog) and the sampler task (at each grid second, a UTC
 # multiple of the period: request, wait, fill, calibrate, encode, append to the journal). It never
 # waits for the network: the uplink (firmware/uplink.py) reads what the journal holds.
+#
+# Time sources (firmware/clock.py): a GNSS fix, the link's network time (SNTP or the modem's
+# clock), the board's RTC kept across a reset; each sample is flagged with the one that set the
+# clock. Before any of them the sampler keeps sampling every period on the tick counter and holds
+# the samples in a file on flash (`held.bin` in the state directory) with their age; when time
+# arrives they are stamped with the UTC second they were taken and journaled. A reboot before that
+# loses them (counted, `held_lost_at_boot`, and logged: the ticks of a previous boot relate to no
+# time). docs/firmware.md, "Clock".
 #
 # A sample the journal cannot take (the flash failing even after dropping its oldest data) is not
 # lost silently: it is kept in RAM for the uplink to send live (`unjournaled`), counted, and the
 # watchdog is still fed, because the box is sampling; a reboot loop would lose more.
 
 import asyncio
+import os
 
 from . import wire
-from .clock import SOURCE_GNSS, SOURCE_NTP
+from .clock import SOURCE_GNSS, SOURCE_NAMES, SOURCE_NTP, SOURCE_RTC
 from .compat import ticks_diff
 
 try:
@@ -20,6 +29,12 @@ except ImportError:
         return x
 
 _SLOPE_ONE = const(10000)
+# the wire flag of each clock source (clock.SOURCE_*)
+_SRC_FLAG = (0, wire.FLAG_CLOCK_FROM_GPS, wire.FLAG_CLOCK_FROM_NTP, wire.FLAG_CLOCK_FROM_RTC)
+_HOLD_MAX_MS = const(0x20000000)   # 6.2 days without any time: the held samples are given up
+_RTC_EVERY_S = const(3600)         # the RTC is written again from the clock once an hour
+_NEVER_S = const(0x3FFFFFFF)
+_FIX_RECENT_S = const(5)           # a receiver with a fix this recent is waited for
 
 
 class Applied:
@@ -79,6 +94,8 @@ class Applied:
 
 
 class Sampler:
+    SRC_FLAG = _SRC_FLAG
+
     def __init__(self, board, clock, journal, applied, device, log, on_dropped=None):
         b = board
         self.board = b
@@ -94,13 +111,22 @@ class Sampler:
         self.unjournaled = None
         self.unjournaled_n = 0
         self.unjournaled_seq = -1
-        # before the clock is known: samples held with their tick (stamped when time is known)
-        # (one buffer, made on first need and freed once stamped: most boots never need it)
-        self.hold = None
-        self.hold_n = None
-        self.hold_tick = None
-        self.held = 0
-        self.hold_dropped = 0
+        # before the clock is known: samples held on flash with their age (held.bin, stamped
+        # and journaled when time arrives); buffers made on first need and freed after
+        self.hold_path = b.state_dir + "/held.bin"
+        self.hold = None            # firmware/hold.py's Hold while samples are held
+        self._mono = 0              # the hold counter: ms since boot while the clock is unknown
+        self._mono_tick = b.ticks_ms()
+        self.held = 0               # samples in held.bin now
+        self.held_stamped = 0       # held samples stamped and journaled (this boot)
+        self.hold_dropped = 0       # samples not held (file full, flash error, 6 days)
+        self.held_lost_at_boot = 0
+        try:
+            os.stat(self.hold_path)
+            self.held_lost_at_boot = _hold().lost_at_boot(self)
+        except OSError:
+            pass                    # no file: the usual boot (the module is not even loaded)
+        self.rtc_ok = False         # the board's RTC holds the clock's time (TLS needs it)
         self.samples = 0
         self.late_slots = 0
         self.cycle_errors = 0
@@ -115,23 +141,50 @@ class Sampler:
     def period_s(self):
         return self.cfg.period_s
 
+    def time_ok(self):
+        """The clock is known and the board's RTC holds it (what TLS needs)."""
+        return self.clock.known() and self.rtc_ok
+
     # ---------------------------------------------------------------- io
     async def io_task(self):
         b = self.board
         g = self.gnss
         clk = self.clock
+        link = b.link
         for d in self.sensors:
             d.start(b.ticks_ms())
         g.start(b.ticks_ms())
-        rtc_set = False
+        # the board's RTC, if it kept a time across a reset: the least trusted source, at once
+        r = b.rtc_s2020()
+        if r is not None and not clk.known():
+            clk.set(r[0], r[1], SOURCE_RTC)
+            self.rtc_ok = True
+        net_seen = None
+        seen = 0
+        rtc_at = _NEVER_S   # when to write the RTC next (on a device, TLS reads it)
         while not self.done:
             now = b.ticks_ms()
             if g.poll(now):
                 # the RMC/GGA of second fix_t_s2020 has just arrived: that second began now
                 clk.set(g.fix_t_s2020, now, SOURCE_GNSS)
-                if not rtc_set:
-                    b.set_rtc(g.fix_t_s2020)
-                    rtc_set = True
+            if link is not None:
+                lt = link.time_s2020()
+                if lt is not None and lt is not net_seen:
+                    net_seen = lt
+                    clk.set(lt[0], lt[1], SOURCE_NTP)
+            src = clk.source
+            if src:
+                t = clk.now_s(now)
+                if src != seen:
+                    b.log("clock: %s (step %d ms)" % (SOURCE_NAMES[src], clk.last_step_ms))
+                    seen = src
+                    rtc_at = t + 1
+                if t >= rtc_at:
+                    # the first pass of a second: the RTC is exact to one pass of this loop
+                    b.set_rtc(t)
+                    self.rtc_ok = True
+                    rtc_at = t + _RTC_EVERY_S
+                clk.keep(now)
             for d in self.sensors:
                 d.poll(now)
             b.wdt_check()
@@ -148,18 +201,29 @@ class Sampler:
             await asyncio.sleep_ms(b.poll_ms)
             period = self.cfg.period_s
             if not clk.known():
-                # no UTC yet: keep sampling on the tick counter; stamp later
-                if ticks_diff(b.ticks_ms(), hold_tick) >= period * 1000:
-                    hold_tick = b.ticks_ms()
+                # no UTC yet: keep sampling on the tick counter, held on flash; stamped later
+                now = b.ticks_ms()
+                self._mono += ticks_diff(now, self._mono_tick)
+                self._mono_tick = now
+                if self._mono > _HOLD_MAX_MS:
+                    _hold().give_up(self)
+                if ticks_diff(now, hold_tick) >= period * 1000:
+                    hold_tick = now
                     await self._take(-1)
                 continue
-            if self.held:
-                self._stamp_held()
+            if self.hold is not None:
+                await _hold().stamp(self)
             if next_t < 0 or next_t % period:
                 next_t = (clk.now_s() // period + 1) * period
             # Trigger on the fix of the grid second itself (exact position), or on the clock
-            # when no fix of that second comes (receiver lost the sky).
-            if not g.has_fix(next_t) and clk.now_ms_since(next_t) < b.fix_wait_ms:
+            # when no fix of that second comes (receiver lost the sky): while the receiver has
+            # fixes, up to fix_wait_ms after the second; without one for a while (a garage, a
+            # tunnel), a third of that (a late request would measure the next slot's air, and
+            # the first fix after a long gap may still be that second's)
+            w = b.fix_wait_ms
+            if g.fix_t_s2020 < next_t - _FIX_RECENT_S:
+                w //= 3
+            if not g.has_fix(next_t) and clk.now_ms_since(next_t) < w:
                 continue
             t = next_t
             next_t += period
@@ -194,9 +258,7 @@ class Sampler:
         s.flags = 0
         if t >= 0:
             self.gnss.fill(s, t)
-            src = self.clock.source
-            s.flags = (wire.FLAG_CLOCK_FROM_GPS if src == SOURCE_GNSS else
-                       wire.FLAG_CLOCK_FROM_NTP if src == SOURCE_NTP else 0)
+            s.flags = _SRC_FLAG[self.clock.source]
         else:
             s.fix_quality = 0
         self.cfg.apply(s)
@@ -238,40 +300,27 @@ class Sampler:
         self.board.wdt_feed()       # fed by every sampling cycle that produced a sample
         self.wake.set()
 
+    # ---------------------------------------------------------------- held before the clock
+    # (the file and the stamping: firmware/hold.py, loaded when needed and unloaded after)
     def _hold(self, s, tick):
-        """Before the clock is known: keep the sample in RAM with its tick."""
-        k = self.board.hold_slots
-        if self.hold is None:
-            self.hold = bytearray(k * wire.MAX_SAMPLE_BYTES)
-            self.hold_n = [0] * k
-            self.hold_tick = [0] * k
-        if self.held == k:
-            self.hold_dropped += 1   # the oldest held samples stay; newer ones are counted
-            self.board.wdt_feed()
-            return
-        i = self.held
+        """Before the clock is known: append the sample to held.bin with its age on the hold
+        counter (no allocation once the file is open)."""
+        b = self.board
+        b.wdt_feed()            # the box is sampling
         s.t_s2020 = 0
         s.seq = 0
-        hold = self.hold
-        self.hold_n[i] = wire.encode_into(memoryview(hold)[i * wire.MAX_SAMPLE_BYTES:], s)
-        self.hold_tick[i] = tick
-        self.held += 1
-        self.board.wdt_feed()
+        h = self.hold
+        if h is None:
+            h = self.hold = _hold().Hold(self.hold_path, b.hold_max_bytes)
+        try:
+            if h.append(s, self._mono + ticks_diff(tick, self._mono_tick)):
+                self.held += 1
+                return
+        except OSError as e:
+            self.log("hold: write failed: %r" % (e,))
+        self.hold_dropped += 1      # full (the oldest held samples stay) or the flash refused
 
-    def _stamp_held(self):
-        """The clock is known: stamp each held sample with the UTC second of its tick, flag it
-        FLAG_TIME_FROM_TICKS, and journal it (oldest first, before any grid sample)."""
-        s = self.sample
-        hold = self.hold
-        if hold is None:
-            return
-        mv = memoryview(hold)
-        for i in range(self.held):
-            wire.decode_into(s, mv[i * wire.MAX_SAMPLE_BYTES:], self.hold_n[i])
-            s.t_s2020 = self.clock.now_s(self.hold_tick[i])
-            s.flags |= wire.FLAG_TIME_FROM_TICKS | (
-                wire.FLAG_CLOCK_FROM_GPS if self.clock.source == SOURCE_GNSS else
-                wire.FLAG_CLOCK_FROM_NTP)
-            self._journal(s)
-        self.held = 0
-        self.hold = self.hold_n = self.hold_tick = None
+
+def _hold():
+    from . import hold
+    return hold

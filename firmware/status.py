@@ -6,6 +6,7 @@ import gc
 import json
 
 from . import wire
+from .clock import SOURCE_NAMES
 from .compat import ticks_diff
 
 
@@ -51,7 +52,12 @@ def status_json(app):
     doc = {
         # seconds since 2020 (a small integer on the box; add 1577836800 for Unix time)
         "t_s2020": clk.now_s() if clk.known() else None,
-        "clock": ("gnss", "ntp")[clk.source - 1] if clk.known() else "none",
+        # the time source in force, the one that first made the clock known and how long after
+        # the boot (firmware/clock.py)
+        "clock": SOURCE_NAMES[clk.source],
+        "clock_first": SOURCE_NAMES[clk.first_source],
+        "clock_first_s": (max(0, ticks_diff(clk.first_tick, app.start_ms)) // 1000
+                          if clk.known() else None),
         "boot": app.state.d["boot"],
         "uptime_s": ticks_diff(b.ticks_ms(), app.start_ms) // 1000,
         "reset_cause": app.reset_cause,
@@ -69,8 +75,10 @@ def status_json(app):
         "journal_failures": smp.journal_failures,
         "journal_bytes_written": j.bytes_written,
         "journal_segments": j.segments(),
-        "held_before_clock": smp.held,
+        "held_before_clock": smp.held,               # on flash now, waiting for a time
+        "held_stamped": smp.held_stamped,
         "hold_dropped": smp.hold_dropped,
+        "held_lost_at_boot": smp.held_lost_at_boot,  # the previous boot ended before a time
         "samples": smp.samples,
         "late_slots": smp.late_slots,
         "cycle_errors": smp.cycle_errors,
@@ -85,11 +93,11 @@ def status_json(app):
     }
     if up.insecure:
         doc["insecure"] = True
+    if up.tls_clock_wait_ms >= 0:
+        doc["tls_clock_wait_s"] = up.tls_clock_wait_ms // 1000
     link = b.link
     if link is not None:
-        ls = {}
-        link.status_into(ls)
-        doc["link"] = ls
+        link.status_into(doc)       # "link": {kind, state, ups, drops, last_error, ...}
     rssi = b.rssi_dbm()
     if rssi is not None:
         doc["rssi_dbm"] = rssi

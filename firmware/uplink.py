@@ -13,6 +13,9 @@
 #   status    the health message every minute (firmware/status.py), config results
 #   backoff   reconnects with exponential backoff and jitter; the link supervisor (board.link)
 #             is told about every failure and owns the network itself
+#   TLS       connects only once the clock is known and the board's RTC holds it (the TLS stack
+#             checks the certificates' dates against the RTC, which reads its epoch after a power
+#             cut): sampler.time_ok()
 #
 # The MQTT client comes from a factory (the app passes firmware/mqtt.py's; tests pass fakes), so
 # the uplink's logic runs without a broker (tests/firmware/test_uplink.py).
@@ -88,6 +91,7 @@ class Uplink:
         self.unjournaled_sent = 0
         self.connected = False
         self.insecure = False
+        self.tls_clock_wait_ms = -1  # board ms TLS waited for a clock (-1: it never had to)
         self.pubacks_this_link = 0
         self.done = False           # set by the app when sampling has ended (simulated patrols)
         self._ack_wait_ms = b.ack_timeout_ms
@@ -263,6 +267,14 @@ class Uplink:
             if link is not None and not link.up.is_set():
                 await link.up.wait()
             self.pubacks_this_link = 0      # (a failed attempt carries no data: backoff grows)
+            if b.mqtt_ssl is not None and not self.sampler.time_ok():
+                # TLS: a certificate is valid from a date, checked against the RTC; a box that
+                # believes it is 2000 refuses every one. Wait for the clock (status:
+                # tls_clock_wait_s)
+                t0 = b.ticks_ms()
+                while not self.sampler.time_ok():
+                    await asyncio.sleep_ms(200)
+                self.tls_clock_wait_ms = ticks_diff(b.ticks_ms(), t0)
             c = self.client_factory(self)
             c.on_puback = self._on_puback
             c.on_message = self._on_message

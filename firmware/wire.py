@@ -78,12 +78,18 @@ KIND_BATCH = const(0x02)
 KIND_ACK = const(0x03)
 SCHEMA_VERSION = const(1)
 
+# Flags: which time source stamped the sample (exactly one of the three CLOCK bits once the
+# clock is known; docs/firmware.md "Clock"), how, and what was done to the values.
 FLAG_CLOCK_FROM_GPS = const(0x01)  # the clock was last set from a GNSS fix
-FLAG_CLOCK_FROM_NTP = const(0x02)  # the clock was last set from NTP
-FLAG_REPLAYED = const(0x04)        # sent from the journal after an outage
+FLAG_CLOCK_FROM_NTP = const(0x02)  # the clock was last set from the network's time: SNTP, or the
+                                   # LTE modem's clock (AT+CCLK?, the operator's NITZ)
+# 0x04 is retired: it was FLAG_REPLAYED ("sent from the journal after an outage"), defined but
+# never set by any firmware; left unused so that old readers do not misread a new bit.
 FLAG_TIME_FROM_TICKS = const(0x08)  # taken before the clock was known; time reconstructed from
                                     # the tick counter once it was (accuracy: the tick's drift)
 FLAG_CALIBRATED = const(0x10)      # remote calibration (offset/slope) applied to the values
+FLAG_CLOCK_FROM_RTC = const(0x20)  # the clock was set from the board's RTC, kept across a reset
+                                   # (no GNSS or network time since this boot)
 
 # Batch head bits (KIND_BATCH, per sample)
 BH_SEQ = const(0x01)

@@ -28,9 +28,14 @@ REPO = Path(__file__).resolve().parent.parent
 # The simulated box runs on the 64-bit Unix port, where every object's pointers are twice as
 # wide, with the sim board's own emulation in its heap (pseudo-terminal UARTs, the I2C bridge,
 # the NOR flash and its littlefs, about 20 KB that a device's C drivers keep outside it): it
-# needs these heaps, measured with `envbox demo --heap` (the next size down fails).
-PM_GNSS_HEAP = "150k"
+# needs these heaps, measured with `envbox demo --heap` (the next size down fails; the time
+# sources took the PMS5003+GNSS kit from 150k to 160k: a power cut at a flash write on the Pico W
+# layout ran out of memory in 150k).
+PM_GNSS_HEAP = "160k"
 DEFAULT_HEAP = "200k"
+# With the LTE modem's link on top (SIMCom driver, supervisor, the PPP stand-in and the modem's
+# pty): the PMS5003+GNSS kit ran an 8-minute patrol in 180k and ran out in 170k; 10k of margin.
+MODEM_EXTRA_HEAP_K = 30
 
 
 def micropython_exe() -> str:
@@ -157,15 +162,24 @@ class WireMeter:
         from .firmware import wire
         self.samples = self.payload_bytes = self.packet_bytes = self.json_bytes = 0
         self.undecodable = 0
+        self.flags: dict[int, int] = {}      # sample time (Unix s) -> the sample's wire flags
+        self.status: list[dict] = []         # the boxes' JSON status messages, in order
 
         self.batch_samples = self.batch_packet_bytes = 0
 
         def on_message(client, userdata, msg):
+            if msg.topic.endswith("/status"):
+                if msg.payload.startswith(b"{"):
+                    import json
+                    self.status.append(json.loads(msg.payload))
+                return
             try:
                 ds = wire.decode_many(msg.payload)
             except wire.WireError:
                 self.undecodable += 1
                 return
+            for d in ds:
+                self.flags[d["t_utc_s"]] = d["flags"]
             pb = publish_packet_bytes(len(msg.topic.encode()), len(msg.payload))
             for d in ds:
                 self.json_bytes += publish_packet_bytes(len(msg.topic.encode()),
@@ -186,7 +200,8 @@ class WireMeter:
         c.on_message = on_message
         if username:
             c.username_pw_set(username, password)
-        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("envbox/v1/+/data", qos=1)
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe([("envbox/v1/+/data", 1),
+                                                             ("envbox/v1/+/status", 1)])
         c.connect("127.0.0.1", port)
         c.loop_start()
         self.client = c
@@ -238,12 +253,20 @@ class Progress:
 def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int = 1,
                device: str = "sj-001", heap: str = DEFAULT_HEAP, quiet: bool = False,
                keep_servers: bool = False, kit: str = "full",
-               sim_setup=None, outage=None, world=None) -> tuple[verify.Report, dict]:
+               sim_setup=None, outage=None, world=None, modem: str | None = None, kill_at=(),
+               events=()) -> tuple[verify.Report, dict]:
     """Run one patrol end to end; return the comparison report and the rows read back.
 
     `sim_setup(sim)`, if given, is called before the simulation starts (fault injection).
     `outage=(from_min, to_min)` stops the broker between those virtual minutes (the box's
-    journal keeps the samples, the catch-up sends them)."""
+    journal keeps the samples, the catch-up sends them).
+    `modem="sim7600"|"a7670"` fits the simulator's LTE modem: the box reaches the broker only
+    through its data link (sim.modem_model is the model, for sim_setup and events).
+    `kill_at=(minute, ...)`: SIGKILL the firmware at these virtual minutes and start it again at
+    once (a reset of the box; the modem and the RTC keep their state).
+    `events=((minute, fn), ...)`: call fn(sim) once the patrol reaches that virtual minute.
+    The report also carries `flags` (sample time -> wire flags, as published), `status` (the
+    box's JSON status messages) and `firmware_log` (path)."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
@@ -280,20 +303,38 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         sim = Simulation(workdir / "sim", device=device, minutes=minutes, warp=warp, seed=seed,
                          world=world)
         add_kit(sim, kit)
+        if modem:
+            sim.modem_model = sim.add_modem(modem, upstream_port=broker.port)
+            heap = f"{int(heap.rstrip('k')) + MODEM_EXTRA_HEAP_K}k"
         if sim_setup:
             sim_setup(sim)
         sim.start()
         say(f"simulator: patrol of {minutes:g} virtual minutes at warp {warp:g} "
-            f"(device {device}); firmware under MicroPython, heap {heap}")
-        fw = start_firmware(sim.sim_json_path, broker.port, workdir / "firmware.log", heap,
-                            mpy_dir=mpy_dir, extra_env={"ENVBOX_MQTT_USER": device,
-                                                        "ENVBOX_MQTT_PASSWORD": dev_pw})
-        procs.append(fw)
+            f"(device {device}); firmware under MicroPython, heap {heap}"
+            + (f"; through a simulated {modem} modem" if modem else ""))
+
+        def firmware():
+            p = start_firmware(sim.sim_json_path, broker.port, workdir / "firmware.log", heap,
+                               mpy_dir=mpy_dir, extra_env={"ENVBOX_MQTT_USER": device,
+                                                           "ENVBOX_MQTT_PASSWORD": dev_pw})
+            procs.append(p)
+            return p
+        fw = firmware()
+        kills = sorted(kill_at)
+        pending = sorted(events, key=lambda e: e[0])
         prog = Progress(minutes * 60)
         total_wall = minutes * 60 / warp
         broker_down = False
         while fw.poll() is None:
             done = sim.clock.now() - sim.start_virtual_s
+            if kills and done >= kills[0] * 60:
+                kills.pop(0)
+                fw.kill()
+                fw.wait()
+                say(f"\nfirmware SIGKILLed at virtual minute {done / 60:.1f}; started again")
+                fw = firmware()
+            while pending and done >= pending[0][0] * 60:
+                pending.pop(0)[1](sim)
             if outage and not broker_down and outage[0] * 60 <= done < outage[1] * 60:
                 broker.stop()
                 broker_down = True
@@ -341,6 +382,9 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         rep = verify.compare(exp, rows)
         rep.wall_s = time.monotonic() - t_start
         rep.wire_line = meter.line()
+        rep.flags = dict(meter.flags)
+        rep.status = list(meter.status)
+        rep.firmware_log = workdir / "firmware.log"
         return rep, rows
     finally:
         for p in procs:
@@ -370,6 +414,37 @@ def print_table(rows: dict) -> None:
               f"lon {min(lons):.5f}..{max(lons):.5f} E")
 
 
+def clock_line(flags: dict) -> str:
+    """Which time source stamped the samples (their wire flags)."""
+    from .firmware import wire
+    n = {"gnss": 0, "network": 0, "rtc": 0, "none": 0}
+    ticks = 0
+    for f in flags.values():
+        if f & wire.FLAG_CLOCK_FROM_GPS:
+            n["gnss"] += 1
+        elif f & wire.FLAG_CLOCK_FROM_NTP:
+            n["network"] += 1
+        elif f & wire.FLAG_CLOCK_FROM_RTC:
+            n["rtc"] += 1
+        else:
+            n["none"] += 1
+        ticks += bool(f & wire.FLAG_TIME_FROM_TICKS)
+    return ("clock: samples stamped by gnss=%(gnss)d network=%(network)d rtc=%(rtc)d" % n
+            + f"; taken before any time and stamped later: {ticks}")
+
+
+def link_line(status: list) -> str:
+    """The link as the box's last status message reported it."""
+    last = [s["link"] for s in status if "link" in s]
+    if not last:
+        return "link: no status message seen"
+    ln = last[-1]
+    return (f"link: {ln.get('kind')} {ln.get('variant', '')} state={ln.get('state')} "
+            f"ups={ln.get('ups')} drops={ln.get('drops')} csq={ln.get('csq')} "
+            f"registration={ln.get('registration')} escapes={ln.get('escapes')} "
+            f"power_cycles={ln.get('power_cycles')} last_error={ln.get('last_error')!r}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="envbox demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -391,6 +466,10 @@ def main(argv=None) -> int:
     ap.add_argument("--world", help="world file (default: simulator/worlds/shuangjing.toml)")
     ap.add_argument("--kit", choices=sorted(KITS), default="full",
                     help="modules fitted besides PMS5003 and GNSS (default: full)")
+    ap.add_argument("--modem", choices=("sim7600", "a7670"), default=None,
+                    help="reach the broker through the simulator's LTE modem (the LTE board's "
+                         "link supervisor, SIMCom driver and network time), not the host's "
+                         "network")
     args = ap.parse_args(argv)
     workdir = Path(args.dir).resolve()
     if workdir.exists():
@@ -401,13 +480,17 @@ def main(argv=None) -> int:
             a, _, b = args.outage.partition("-")
             outage = (float(a), float(b))
         rep, rows = run_patrol(workdir, args.minutes, args.warp, args.sink, args.seed,
-                               heap=args.heap, kit=args.kit, outage=outage, world=args.world)
+                               heap=args.heap, kit=args.kit, outage=outage, world=args.world,
+                               modem=args.modem)
     except (RuntimeError, servers.ServerError, WorldError) as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1
     print()
     print_table(rows)
     print(rep.wire_line)
+    print(clock_line(rep.flags))
+    if args.modem:
+        print(link_line(rep.status))
     print(f"wall time: {rep.wall_s:.1f} s; logs and data in {workdir}")
     if rep.mismatches:
         print(f"value mismatches: {len(rep.mismatches)} (first: {rep.mismatches[0]})")

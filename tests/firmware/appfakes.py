@@ -139,6 +139,7 @@ class FakeLink:
         self.up.set()
         self.failed = 0
         self.ok = 0
+        self.time = None            # what time_s2020() returns: (t_s2020, tick) or None
 
     async def run(self):
         pass
@@ -150,7 +151,7 @@ class FakeLink:
         self.ok += 1
 
     def status_into(self, d):
-        d["state"] = "up"
+        d["link"] = {"state": "up"}
 
     async def resolve(self, host):
         return "127.0.0.1"
@@ -159,7 +160,7 @@ class FakeLink:
         return None
 
     def time_s2020(self):
-        return None
+        return self.time
 
 
 _N = [0]

@@ -19,6 +19,7 @@ import time
 from boards import sim as simboard
 from boards import simmodem
 from boards.simmodem import make_link
+from firmware.compat import ticks_diff
 from firmware.mqtt import MQTTClient
 
 simmodem.CALLS = []
@@ -37,8 +38,14 @@ stats = {"sessions": 0, "pubacks": 0, "published": 0, "mqtt_errors": 0,
          "closed_by_link": 0, "connect_errors": 0, "first_error": None}
 
 
+def vs():
+    """Virtual seconds since the simulation's t0 (the board's tick counter starts near its 2^30
+    wrap, so the raw ticks are no time axis)."""
+    return ticks_diff(board.ticks_ms(), board._ticks0) // 1000
+
+
 def out(d):
-    d["t_s"] = board.ticks_ms() // 1000
+    d["t_s"] = vs()
     print(json.dumps(d))
 
 
@@ -60,7 +67,7 @@ async def uplink():
             while link.up.is_set():
                 if reader.done():
                     raise OSError("reader ended")
-                now_s = board.ticks_ms() // 1000
+                now_s = vs()
                 if now_s // 10 != last:
                     last = now_s // 10
                     pid = pid % 60000 + 1
@@ -92,8 +99,8 @@ async def main():
     up = asyncio.create_task(uplink())
     last = None
     failed = False
-    while board.ticks_ms() // 1000 < run_s:
-        if fail_at_s >= 0 and not failed and board.ticks_ms() // 1000 >= fail_at_s:
+    while vs() < run_s:
+        if fail_at_s >= 0 and not failed and vs() >= fail_at_s:
             failed = True
             for _ in range(link.broker_failures_to_recycle):
                 link.broker_failed()
@@ -111,6 +118,7 @@ async def main():
     t = link.time_s2020()
     st["time"] = list(t) if t else None
     st["now_tick"] = board.ticks_ms()
+    st["time_age_ms"] = ticks_diff(st["now_tick"], t[1]) if t else None
     st["uplink"] = stats
     st["calls"] = simmodem.CALLS
     out({"summary": st})

@@ -1,7 +1,7 @@
 # firmware/drivers/simcom.py under MicroPython: the golden AT exchanges (tests/vectors/simcom.json,
 # which the simulator's model reproduces in tests/test_models_simcom.py), answers split across
 # reads, URCs between the lines, time-outs on the board clock, +++ escape, parsers on odd text.
-import asyncio
+# The tests are coroutines (mptest runs them on asyncio; the 32-bit build has no asyncio.run).
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeUART
@@ -38,17 +38,11 @@ def make(answer=None, chunk=1024, step=5):
     return m, u, tk
 
 
-async def run(coro):
-    # (tests are coroutines, run by mptest: asyncio.run on the Unix port, the JavaScript loop on
-    # the 32-bit WebAssembly build, which has no asyncio.run)
-    return await coro
-
-
 async def test_exchanges_decode_as_the_vectors_say():
     for ex in V["exchanges"]:
         m, u, _ = make(ex["answer"].encode(), chunk=7)     # answers arrive in 7-byte reads
         cmd = ex["command"].encode()
-        rc = await run(m.cmd(cmd, 1000))
+        rc = await m.cmd(cmd, 1000)
         eq(rc, RC[ex["rc"]], ex["name"])
         eq(bytes(u.tx[:u.ntx]) if u.ntx <= len(u.tx) else None, cmd + b"\r", ex["name"])
         if "cme" in ex:
@@ -71,27 +65,27 @@ async def test_queries_decode_as_the_vectors_say():
         by_cmd.setdefault(ex["command"], []).append(ex)
     for ex in by_cmd["AT+CPIN?"]:
         m, u, _ = make(ex["answer"].encode())
-        eq(await run(m.sim()), ex["decoded"]["sim"], ex["name"])
+        eq((await m.sim()), ex["decoded"]["sim"], ex["name"])
     for ex in by_cmd["AT+CSQ"]:
         m, u, _ = make(ex["answer"].encode())
-        eq(await run(m.csq()), (ex["decoded"]["csq"], ex["decoded"]["rssi_dbm"]), ex["name"])
+        eq((await m.csq()), (ex["decoded"]["csq"], ex["decoded"]["rssi_dbm"]), ex["name"])
     for ex in by_cmd["AT+CCLK?"]:
         m, u, _ = make(ex["answer"].encode())
-        eq(await run(m.network_time()), ex["decoded"]["t_s2020"], ex["name"])
+        eq((await m.network_time()), ex["decoded"]["t_s2020"], ex["name"])
     for ex in by_cmd["AT+CICCID"]:
         m, u, _ = make(ex["answer"].encode())
-        eq(await run(m.iccid()), ex["decoded"]["iccid"], ex["name"])
+        eq((await m.iccid()), ex["decoded"]["iccid"], ex["name"])
 
 
 async def test_urcs_and_echo_around_the_answer_are_ignored():
     m, u, _ = make(b"AT+CSQ\r\r\n+CEREG: 1\r\n\r\nSMS DONE\r\n\r\n+CSQ: 17,99\r\n\r\nOK\r\n")
-    eq(await run(m.csq()), (17, -79))
+    eq((await m.csq()), (17, -79))
 
 
 async def test_no_answer_times_out_on_the_board_clock():
     m, u, tk = make(None, step=10)
     t0 = tk.t
-    eq(await run(m.cmd(b"AT", 500)), simcom.RC_TIMEOUT)
+    eq((await m.cmd(b"AT", 500)), simcom.RC_TIMEOUT)
     true(500 <= tk.t - t0 < 1000, tk.t - t0)
     eq(m.timeouts, 1)
 
@@ -106,12 +100,12 @@ async def test_escape_waits_the_guard_times_and_needs_ok():
             u.inject(b"\r\nOK\r\n")
     u.on_write = on_write
     t0 = tk.t
-    true(await run(m.escape()))
+    true(await m.escape())
     eq(writes[0][1], b"+++")
     true(writes[0][0] - t0 >= simcom.GUARD_MS)          # silence before
     true(tk.t - writes[0][0] >= simcom.GUARD_MS)        # and after
     m2, u2, _ = make(None)
-    true(not await run(m2.escape()))
+    true(not (await m2.escape()))
     eq(m2.escapes_failed, 1)
 
 
@@ -129,7 +123,7 @@ def test_parsers_refuse_odd_text():
 
 async def test_overlong_answer_keeps_the_final_code():
     m, u, _ = make(b"\r\n" + b"+X: " + b"y" * 700 + b"\r\n\r\nOK\r\n", chunk=64)
-    eq(await run(m.cmd(b"AT+X", 1000)), simcom.RC_OK)
+    eq((await m.cmd(b"AT+X", 1000)), simcom.RC_OK)
     true(m.overflows >= 1)
 
 
