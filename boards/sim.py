@@ -56,6 +56,7 @@ import termios
 
 from firmware.boardbase import BoardBase
 from firmware.compat import ticks_diff
+from firmware.drivers import registry
 from firmware.drivers.nmea import GNSS
 
 NAME = "sim"
@@ -141,34 +142,6 @@ class BridgeI2C:
         self._read_exact(buf, len(buf))
 
 
-# Serial module name in sim.json -> (driver import path, class, default cfg). The board fits
-# whatever the simulator presents; a real board file lists its modules the same way.
-_SERIAL_DRIVERS = {
-    "pms5003": ("firmware.drivers.pms5003", "PMS5003", {}),
-    "sds011": ("firmware.drivers.sds011", "SDS011", {}),
-    "mhz19b": ("firmware.drivers.mhz19b", "MHZ19B", {}),
-    "ze03_o3": ("firmware.drivers.ze03", "ZE03", {"gas": "o3"}),
-    "ze03_no2": ("firmware.drivers.ze03", "ZE03", {"gas": "no2"}),
-    "ze03_so2": ("firmware.drivers.ze03", "ZE03", {"gas": "so2"}),
-    "ze03_co": ("firmware.drivers.ze03", "ZE03", {"gas": "co"}),
-    "ze08": ("firmware.drivers.ze08", "ZE08", {}),
-    "modbus_noise": ("firmware.drivers.modbus_noise", "ModbusNoise", {}),
-}
-_I2C_DRIVERS = {
-    "sht4x": ("firmware.drivers.sht4x", "SHT4x", {}),
-    "sht3x": ("firmware.drivers.sht3x", "SHT3x", {}),
-    "scd4x": ("firmware.drivers.scd4x", "SCD4x", {}),
-}
-
-
-def _driver(spec, bus, extra):
-    mod, cls, cfg = spec
-    m = __import__(mod, None, None, (cls,))
-    c = dict(cfg)
-    c.update(extra)
-    return getattr(m, cls)(bus, c)
-
-
 class Board(BoardBase):
     NAME = NAME
 
@@ -236,25 +209,25 @@ class Board(BoardBase):
         # The drivers' own timeouts are virtual ms: give them the board's answer window, which
         # allows for the host's (unwarped) scheduling latency.
         extra = {"timeout_ms": self.answer_timeout_ms}
+        # the parts the simulator presents, by their registry names (firmware/drivers/registry.py)
         for name in sorted(serial):
             if name == "gnss":
                 continue
-            spec = _SERIAL_DRIVERS.get(name)
-            if spec is None:
+            if registry.spec(name) is None:
                 self.log("no driver for serial module %r: not fitted" % name)
                 continue
-            self.sensors.append(_driver(spec, PtyUART(serial[name]), extra))
+            self.sensors.append(registry.make(name, PtyUART(serial[name]), extra))
         i2c_devs = cfg.get("i2c") or {}
         if i2c_devs:
             bus = BridgeI2C(cfg["i2c_socket"])
             for addr in sorted(i2c_devs):
-                spec = _I2C_DRIVERS.get(i2c_devs[addr])
-                if spec is None:
-                    self.log("no driver for I2C device %r: not fitted" % i2c_devs[addr])
+                name = i2c_devs[addr]
+                if registry.spec(name) is None:
+                    self.log("no driver for I2C device %r: not fitted" % name)
                     continue
                 e = dict(extra)
                 e["address"] = int(addr, 16)
-                self.sensors.append(_driver(spec, bus, e))
+                self.sensors.append(registry.make(name, bus, e))
         self._setup_link(cfg)
 
     # ---- the link: the simulator's modem and time server, if it has them

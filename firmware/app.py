@@ -233,10 +233,11 @@ class App:
         fs = getattr(b, "flash_stats", None)
         if fs is not None and fs() is not None:
             b.log("flash: programmed=%d erases=%d ops=%d" % fs())
-        try:
-            await asyncio.wait_for_ms(up, 5000)
-        except Exception:  # noqa: BLE001
-            pass
+        # the uplink's last words (a mark, DISCONNECT): up to 5 s, the watchdog fed meanwhile
+        t0 = b.wall_ms()
+        while not up.done() and ticks_diff(b.wall_ms(), t0) < 5000:
+            b.wdt_feed()
+            await asyncio.sleep_ms(50)
         s.done = True
         for t in tasks:
             t.cancel()
