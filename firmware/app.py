@@ -18,27 +18,13 @@ import gc
 import json
 import os
 
-import sys
 
 from .clock import Clock
-from .compat import ticks_diff
+from .compat import cold
 from .sampler import Applied, Sampler
 from .uplink import Uplink
 
-_PKG = __name__[:__name__.rfind(".")]   # "firmware" on the box, "envbox.firmware" on a host
-
-
-def _cold(name):
-    """Import a rarely used module (config parsing, the status message) for one use: it is
-    removed from sys.modules again, so its bytecode is garbage once the caller is done (every
-    KB of a 110 KB heap counts; on a device the module is read from flash again next time)."""
-    full = _PKG + "." + name
-    m = __import__(full, None, None, (name,))
-    sys.modules.pop(full, None)
-    pkg = sys.modules.get(_PKG)
-    if pkg is not None and getattr(pkg, name, None) is m:
-        delattr(pkg, name)      # the package keeps its submodules as attributes, too
-    return m
+_cold = cold
 
 
 class State:
@@ -79,37 +65,13 @@ class App:
         self.clock = Clock(b.ticks_ms)
         dev = b.device_id
         self.device = dev
-        sd = b.state_dir
-        try:
-            os.mkdir(sd)
-        except OSError:
-            pass
-        # boot bookkeeping: boot counter, reset cause (the board's, or derived from whether the
-        # previous run shut down cleanly), seq continuation
-        self.state = State(sd + "/state.json")
-        st = self.state.d
-        st["boot"] += 1
-        cause = b.reset_cause()
-        if cause is None:
-            cause = "power_on" if st["clean"] else "power_loss_or_crash"
-        self.reset_cause = cause
-        self.journal = b.open_journal()
-        j = self.journal
-        j.start_seq(st["seq_next"])
-        st["seq_next"] = j.next_seq
-        st["clean"] = False
-        self.state.save()
-        self.dropped_before = st["dropped"]
-        # configuration (persisted remote config, else defaults with the board's period)
-        self.cfg_path = sd + "/config.json"
-        cm = _cold("config")
-        cfg = cm.load(self.cfg_path)
-        try:
-            os.stat(self.cfg_path)
-        except OSError:
-            cfg["period_s"] = b.period_s
+        # boot bookkeeping (state.json, reset cause, the journal, the configuration): once
+        bm = _cold("boot")
+        self.state, self.reset_cause, j, self.cfg_path, cfg = bm.prepare(b, State)
+        self.journal = j
+        self.dropped_before = self.state.d["dropped"]
         applied = Applied(cfg)
-        cm = None
+        cfg = None
         gc.collect()
         self.sampler = Sampler(b, self.clock, j, applied, dev, b.log,
                                on_dropped=self._persist_dropped)
@@ -122,9 +84,7 @@ class App:
         self.seq_first = j.next_seq
         self.start_ms = b.ticks_ms()
         self._arm_watchdog()
-        b.log("boot %d reset_cause=%s journal %s next_seq=%d released=%d depth=%d torn=%d "
-              "capacity=%d" % (st["boot"], cause, j.__class__.__name__, j.next_seq, j.released,
-                               j.depth(), j.torn_tails, j.capacity_bytes))
+        bm.log_boot(self)
 
     @property
     def cfg(self):
@@ -150,47 +110,13 @@ class App:
             pass
 
     def _on_config(self, payload):
-        """A message on the config topic: check its signature, validate, persist, apply;
-        returns the status message that says what happened (or None for the retained copy of
-        what is in force, and for a cleared topic). Whatever arrives is answered: a message too
-        large for the MQTT client (payload None, read past and acknowledged by firmware/mqtt.py),
-        unsigned or forged, unparseable, invalid or older than what is applied is `refused` with
-        the reason, and the configuration in force stays."""
-        kept = self.cfg.version
-        if payload is None:
-            return self._refused("larger than %d bytes" % self.board.max_packet_bytes, kept)
-        if not len(payload):
-            return None     # the retained config was cleared: nothing to apply
-        b = self.board
-        cm = _cold("config")
-        doc, err = cm.unwrap(b.config_key, self.device, payload, b.insecure)
-        if doc is None:
-            return self._refused(err, kept)
-        try:
-            doc = json.loads(doc)
-        except ValueError:
-            return self._refused("config is not JSON", kept)
-        cfg, err = cm.validate(doc)
-        if cfg is None:
-            return self._refused(err, kept)
-        if cfg == self.cfg.cfg:
-            return None     # the retained copy of what is already in force (every reconnect)
-        v = cfg["version"]
-        if v <= kept:
-            # an old document replayed (signed once, still valid) or a new one that forgot to
-            # count up: only a newer version replaces what is in force
-            return self._refused("version %d is not newer than the applied %d" % (v, kept), kept)
-        try:
-            cm.save(self.cfg_path, cfg)
-        except OSError as e:
-            return self._refused("persist failed: %s" % e, kept)
+        """A message on the config topic: firmware/config.py handle() (loaded for it)."""
+        return _cold("config").handle(self, payload)
+
+    def apply_config(self, cfg):
+        """A validated, persisted configuration takes effect (no reboot)."""
         self.sampler.cfg = Applied(cfg)
         self._arm_watchdog()
-        return '{"config":"applied","version":%d}' % v
-
-    @staticmethod
-    def _refused(why, kept):
-        return '{"config":"refused","error":%s,"kept_version":%d}' % (json.dumps(why), kept)
 
     async def _offline(self, why):
         self.board.log("uplink: " + why)
@@ -212,42 +138,9 @@ class App:
                  asyncio.create_task(up_run)]
         if b.link is not None:
             tasks.append(asyncio.create_task(b.link.run()))
-        up = tasks[1]
         await self.sampler.run()
-        # run_until reached (simulated patrol): wait until every sample is acknowledged
-        self.uplink.done = True
-        self.sampler.wake.set()
-        deadline = b.wall_ms()
-        j = self.journal
-        while j.depth() and ticks_diff(b.wall_ms(), deadline) < b.drain_timeout_ms:
-            b.wdt_feed()        # sampling has ended on purpose: the watchdog is not for this
-            await asyncio.sleep_ms(50)
-        s = self.sampler
-        u = self.uplink
-        b.log("done: samples=%d seq=%d..%d unacked=%d dropped=%d torn=%d reconnects=%d "
-              "late_slots=%d batches=%d batch_samples=%d live=%d acks=%d resends=%d "
-              "journal_bytes=%d journal_failures=%d"
-              % (s.samples, self.seq_first, j.next_seq - 1, j.depth(), j.dropped,
-                 j.torn_tails, u.reconnects, s.late_slots, u.batches, u.batch_samples,
-                 u.live_sent, u.acks, u.resends, j.bytes_written, s.journal_failures))
-        fs = getattr(b, "flash_stats", None)
-        if fs is not None and fs() is not None:
-            b.log("flash: programmed=%d erases=%d ops=%d" % fs())
-        # the uplink's last words (a mark, DISCONNECT): up to 5 s, the watchdog fed meanwhile
-        t0 = b.wall_ms()
-        while not up.done() and ticks_diff(b.wall_ms(), t0) < 5000:
-            b.wdt_feed()
-            await asyncio.sleep_ms(50)
-        s.done = True
-        for t in tasks:
-            t.cancel()
-        j.close()
-        st = self.state.d
-        st["clean"] = True
-        st["seq_next"] = j.next_seq
-        st["dropped"] = self.dropped_before + j.dropped
-        self.state.save()
-
+        # run_until reached (simulated patrol): drain, log the totals, stop cleanly
+        await _cold("finish").finish(self, tasks, tasks[1])
 
 def run(board):
     app = App(board)

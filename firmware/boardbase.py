@@ -67,38 +67,10 @@ class BoardBase:
     config_key = None             # bytes: the per-device HMAC key remote configs are signed with
 
     def load_net(self, cfg, default_id="envbox-000"):
-        """Set the identity and the broker's login/TLS from a config.json dict:
-
-          device_id            the box's id, also its broker login
-          broker               "HOST:PORT" (8883: the broker's TLS listener)
-          mqtt_password        the box's broker password
-          ca_pem               the fleet CA's certificate (PEM text): TLS, the broker's
-                               certificate verified against it and its host name
-          tls_server_hostname  the name the broker's certificate carries, when `broker` is an
-                               address (default: the host of `broker`)
-          config_key           64 hex digits: the key remote configs are signed with
-          insecure             true: allowed to connect without TLS or without a login (a
-                               development broker); the status message then says so
-
-        The secrets are taken out of `cfg` (the board keeps its dict): the TLS context holds
-        the parsed CA, the password and key stay only here."""
-        self.device_id = (cfg.get("device_id") or default_id).encode()
-        host, _, port = (cfg.get("broker") or "127.0.0.1:1883").rpartition(":")
-        self.broker_host = host or "127.0.0.1"
-        self.broker_port = int(port)
-        pw = cfg.pop("mqtt_password", None)
-        if pw:
-            self.mqtt_user = self.device_id     # the login is the device id (docs/broker.md)
-            self.mqtt_password = pw.encode()
-        ca = cfg.pop("ca_pem", None)
-        if ca:
-            self.mqtt_ssl = tls_context(ca)
-        self.mqtt_server_hostname = cfg.get("tls_server_hostname") or None
-        key = cfg.pop("config_key", None)
-        if key:
-            import binascii
-            self.config_key = binascii.unhexlify(key)
-        self.insecure = cfg.get("insecure") is True
+        """Set the identity and the broker's login and TLS from a config.json dict
+        (firmware/netconf.py, loaded for this once: the keys are listed there)."""
+        from .compat import cold
+        cold("netconf").load(self, cfg, default_id)
 
     def connection_insecure(self):
         """True when the box would connect without TLS or without a login."""
@@ -199,29 +171,3 @@ class BoardBase:
     def rssi_dbm(self):
         """Signal strength of the uplink (WLAN.status('rssi'), modem CSQ), or None."""
         return self.link.rssi()
-
-
-def tls_context(ca_pem):
-    """A TLS client context that verifies the broker's certificate against the fleet's CA (PEM
-    text or bytes, one certificate). MicroPython's ssl (mbedTLS) takes the CA as DER, so the base64 between the
-    BEGIN/END lines is decoded here; CPython (the rpi board) takes DER too. The broker's host
-    name is checked at connect time (server_hostname: firmware/mqtt.py); a CPython context
-    checks it by default, MicroPython's whenever a server_hostname is given."""
-    import binascii
-    import ssl
-    if isinstance(ca_pem, str):
-        ca_pem = ca_pem.encode()
-    body = b""
-    inside = False
-    for ln in ca_pem.split(b"\n"):
-        ln = ln.strip()
-        if ln.startswith(b"-----BEGIN"):
-            inside = True
-        elif ln.startswith(b"-----END"):
-            break                   # one certificate: the fleet's CA
-        elif inside:
-            body += ln
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cadata=binascii.a2b_base64(body))
-    return ctx

@@ -33,3 +33,21 @@ def ticks_diff(a, b):
 
 def ticks_add(a, b):
     return (a + b) & 0x3FFFFFFF
+
+
+_PKG = __name__[:__name__.rfind(".")]   # "firmware" on the box, "envbox.firmware" on a host
+
+
+def cold(name):
+    """Import a rarely used module of the firmware package (configuration, the status message,
+    the channels' names, held samples) for one use: it is removed from sys.modules again, so its
+    bytecode is garbage once the caller is done (on a device the module is read from flash again
+    next time; every KB of a 111 KB heap counts)."""
+    import sys
+    full = _PKG + "." + name
+    m = __import__(full, None, None, (name,))
+    sys.modules.pop(full, None)
+    pkg = sys.modules.get(_PKG)
+    if pkg is not None and getattr(pkg, name, None) is m:
+        delattr(pkg, name)      # the package keeps its submodules as attributes, too
+    return m

@@ -29,6 +29,7 @@ import json
 import os
 
 from . import wire
+from .compat import cold
 
 _KEYS = ("version", "period_s", "channels", "cal")
 MAX_DOC_BYTES = 2048        # a configuration document, without its signature
@@ -110,7 +111,7 @@ def validate(doc):
     if not isinstance(p, int) or isinstance(p, bool) or p < 5 or p > 3600 or 3600 % p:
         return None, "period_s must be an integer dividing 3600, 5..3600"
     out["period_s"] = p
-    names = [c[0] for c in wire.CHANNELS]
+    names = [c[0] for c in cold("channels").CHANNELS]
     ch = doc.get("channels")
     if ch is not None:
         if not isinstance(ch, list):
@@ -158,3 +159,45 @@ def save(path, cfg):
     with open(tmp, "w") as f:
         json.dump(cfg, f)
     os.rename(tmp, path)
+
+
+def handle(app, payload):
+    """A message on the config topic (firmware/app.py App._on_config): check its signature,
+    validate, persist, apply; returns the status message that says what happened (or None for
+    the retained copy of what is in force, and for a cleared topic). Whatever arrives is
+    answered: a message too large for the MQTT client (payload None, read past and acknowledged
+    by firmware/mqtt.py), unsigned or forged, unparseable, invalid or older than what is applied
+    is `refused` with the reason, and the configuration in force stays."""
+    kept = app.cfg.version
+    b = app.board
+    if payload is None:
+        return _refused("larger than %d bytes" % b.max_packet_bytes, kept)
+    if not len(payload):
+        return None     # the retained config was cleared: nothing to apply
+    doc, err = unwrap(b.config_key, app.device, payload, b.insecure)
+    if doc is None:
+        return _refused(err, kept)
+    try:
+        doc = json.loads(doc)
+    except ValueError:
+        return _refused("config is not JSON", kept)
+    cfg, err = validate(doc)
+    if cfg is None:
+        return _refused(err, kept)
+    if cfg == app.cfg.cfg:
+        return None     # the retained copy of what is already in force (every reconnect)
+    v = cfg["version"]
+    if v <= kept:
+        # an old document replayed (signed once, still valid) or a new one that forgot to count
+        # up: only a newer version replaces what is in force
+        return _refused("version %d is not newer than the applied %d" % (v, kept), kept)
+    try:
+        save(app.cfg_path, cfg)
+    except OSError as e:
+        return _refused("persist failed: %s" % e, kept)
+    app.apply_config(cfg)
+    return '{"config":"applied","version":%d}' % v
+
+
+def _refused(why, kept):
+    return '{"config":"refused","error":%s,"kept_version":%d}' % (json.dumps(why), kept)

@@ -135,7 +135,6 @@ class RingJournal(JournalBase):
         mv = memoryview(self._rec)
         self._views = [mv[:k * _ALIGN] for k in range(_MAX_REC // _ALIGN + 1)]
         self._hv = mv[:HDR_BYTES]
-        self._chunk = bytearray(64)
 
     # ------------------------------------------------------------ device access
     def _rd(self, sec, off, buf):
@@ -261,7 +260,7 @@ class RingJournal(JournalBase):
         return self
 
     def _rest_erased(self, sec, off):
-        c = self._chunk
+        c = bytearray(64)          # (boot only)
         while off < SECTOR:
             k = SECTOR - off if SECTOR - off < len(c) else len(c)
             v = memoryview(c)[:k]

@@ -20,7 +20,7 @@ import os
 
 from . import wire
 from .clock import SOURCE_GNSS, SOURCE_NAMES, SOURCE_NTP, SOURCE_RTC
-from .compat import ticks_diff
+from .compat import cold, ticks_diff
 
 try:
     from micropython import const
@@ -44,21 +44,24 @@ class Applied:
         self.cfg = cfg
         self.version = cfg["version"]
         self.period_s = cfg["period_s"]
-        names = [c[0] for c in wire.CHANNELS]
+        chs = cold("channels").CHANNELS      # the names, for this compile only
+        names = [c[0] for c in chs]
         mask = (1 << wire.N_CHANNELS) - 1
         if cfg["channels"] is not None:
             mask = 0
             for n in cfg["channels"]:
                 mask |= 1 << names.index(n)
         self.enabled_mask = mask
-        self.slope_e4 = [_SLOPE_ONE] * wire.N_CHANNELS
-        self.offset_raw = [0] * wire.N_CHANNELS
         self.any_cal = False
+        self.slope_e4 = self.offset_raw = None    # (only a box with a calibration needs them)
+        if cfg["cal"]:
+            self.slope_e4 = [_SLOPE_ONE] * wire.N_CHANNELS
+            self.offset_raw = [0] * wire.N_CHANNELS
         for n in cfg["cal"]:
             i = names.index(n)
             c = cfg["cal"][n]
             self.slope_e4[i] = int(c["slope"] * _SLOPE_ONE + 0.5)
-            o = c["offset"] * wire.CHANNELS[i][1]
+            o = c["offset"] * chs[i][1]
             self.offset_raw[i] = int(o + 0.5) if o >= 0 else -int(-o + 0.5)
             if self.slope_e4[i] != _SLOPE_ONE or self.offset_raw[i]:
                 self.any_cal = True
