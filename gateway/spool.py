@@ -51,7 +51,6 @@ log = logging.getLogger("envbox.gateway.spool")
 _alarm = RateLimited(log, per_s=60.0, burst=1, level=logging.ERROR)
 
 ACK_SEQ_LIMIT = 0x3FFFFFFF  # wire.py KIND_ACK: 30-bit varints, hi (excluded) at most 2^30 - 1
-_FLAG_REPLAYED = 0x04       # wire.FLAG_REPLAYED: how a sample was sent, not what it is
 _KIND_SAMPLE = 0x01
 
 SCHEMA = """
@@ -127,14 +126,9 @@ def _iso(t) -> str:
 
 
 def digest(payload: bytes) -> int:
-    """What makes two copies of a sample the same sample: its bytes, except FLAG_REPLAYED (a
-    box sets it on samples it resends from its journal; the sample itself is unchanged)."""
-    if len(payload) > 2 and payload[0] == _KIND_SAMPLE:
-        off = 2 + payload[1] + 8
-        if off < len(payload) and payload[off] & _FLAG_REPLAYED:
-            b = bytearray(payload)
-            b[off] &= ~_FLAG_REPLAYED & 0xFF
-            return zlib.crc32(b)
+    """What makes two copies of a sample the same sample: its bytes (a box resends a journaled
+    sample byte for byte; no flag records how it travelled: 0x04, once FLAG_REPLAYED, is retired
+    and never set)."""
     return zlib.crc32(payload)
 
 

@@ -16,7 +16,7 @@ modules:
 - the GNSS fix with the receiver's jitter (1 m, as simulator.models.gnss);
 - coverage gaps: the samples taken while the modem had no network are held in the journal and
   sent after it, the newest first and the rest as catch-up batches (KIND_BATCH, 60 samples),
-  flagged FLAG_REPLAYED, as the firmware does.
+  byte for byte as they were journaled, as the firmware does.
 
 Everything is a function of (world, seed, campaign start): two runs give the same bytes.
 Sequence numbers run on per device over the whole campaign (they survive reboots on a box), so
@@ -282,7 +282,7 @@ class FleetSampler:
     def shift_messages(self, sp):
         """[(payload, n_samples), ...] of one shift in the order the box sends them: live
         singles, and after a coverage gap the newest sample first, then the held ones as
-        catch-up batches (FLAG_REPLAYED)."""
+        catch-up batches."""
         samples = self.shift_samples(sp)
         rng = random.Random("net:%s:%s:%d:%d" % (self.seed, sp.device, sp.day, sp.shift))
         gap = None
@@ -297,8 +297,6 @@ class FleetSampler:
                 held = samples[gap[0]:gap[1] + 1]
                 newest = samples[gap[1] + 1]
                 out.append((wire.encode(newest), 1))
-                for s in held:
-                    s.flags |= wire.FLAG_REPLAYED
                 for j in range(0, len(held), BATCH_MAX_SAMPLES):
                     out.append((self.batch(held[j:j + BATCH_MAX_SAMPLES]),
                                 len(held[j:j + BATCH_MAX_SAMPLES])))

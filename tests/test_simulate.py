@@ -109,7 +109,10 @@ def test_failed_channels_and_catch_up_batches():
     assert fs.counts["batch_messages"] > 0
     batches = [p for _, p, _ in msgs if p[0] == wire.KIND_BATCH]
     assert batches and all(len(wire.decode_many(p)) <= F.BATCH_MAX_SAMPLES for p in batches)
-    assert all(d["flags"] & wire.FLAG_REPLAYED for p in batches for d in wire.decode_many(p))
+    # flags as the box sets them: one clock source, never the retired 0x04
+    clock = wire.FLAG_CLOCK_FROM_GPS | wire.FLAG_CLOCK_FROM_NTP | wire.FLAG_CLOCK_FROM_RTC
+    for d in (d for p in batches for d in wire.decode_many(p)):
+        assert not d["flags"] & 0x04 and bin(d["flags"] & clock).count("1") == 1
 
 
 def test_planted_truth_main_channels():
