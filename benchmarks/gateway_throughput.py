@@ -55,7 +55,7 @@ from pathlib import Path
 from envbox.firmware import wire
 from envbox.gateway import config as gwconfig
 from envbox.gateway.spool import Accepted, Spool
-from envbox.gateway.writer import sample_point
+from envbox.gateway.lines import sample_point
 from envbox.servers import InfluxDB1, Mosquitto, eventually, free_port
 
 EPOCH_2020 = wire.EPOCH_2020_UNIX_S
