@@ -378,7 +378,7 @@ class Ingest:
         self._subscribed = threading.Event()   # SUBACK received on the current connection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._ever_connected = bool(spool.counters().get("mqtt_connects", 0))
+        self._ever_connected = spool.had_mqtt_session()
         self.session_present: bool | None = None
         self.last_commit_s: float | None = None   # time.time() of the last spool commit
         self.spool_failing_since_s: float | None = None   # first failed commit in a row
@@ -686,8 +686,6 @@ class Ingest:
         # Remember in the spool that this client id has had a session, so that a later start
         # that finds none can say so (see _on_connect).
         try:
-            self.spool.conn().execute(
-                "INSERT INTO counters (name, value) VALUES ('mqtt_connects', 1)"
-                " ON CONFLICT(name) DO UPDATE SET value = value + 1")
+            self.spool.record_mqtt_session()
         except Exception:  # noqa: BLE001 - only used for a log message
             log.exception("recording the connection in the spool")
