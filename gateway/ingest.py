@@ -37,7 +37,7 @@ from paho.mqtt.properties import Properties
 from envbox.firmware import wire
 
 from .acks import Acker
-from .config import Config
+from .config import Config, MqttConfig
 from .metrics import Counters
 from .ratelog import RateLimited
 from .spool import Accepted, Rejected, Spool
@@ -363,8 +363,38 @@ def _samples_in(payload: bytes) -> int:
     return 1
 
 
+def make_client(m: MqttConfig) -> mqtt.Client:
+    """The gateway's paho client for [mqtt]: protocol and persistent session, credentials, TLS,
+    reconnect delays; not connected yet (Ingest.start connects it). A ReadBufferedClient, or a
+    CountingClient when a paho release renamed what ReadBufferedClient overrides."""
+    cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else CountingClient
+    if m.protocol == "3.1.1":
+        # clean_session=False with our fixed client id: a persistent session, kept by the
+        # broker until its persistent_client_expiration.
+        c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv311,
+                clean_session=False, manual_ack=True, reconnect_on_failure=True)
+    else:
+        c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5,
+                manual_ack=True, reconnect_on_failure=True)
+    if m.username:
+        c.username_pw_set(m.username, m.password or None)
+    if m.tls or m.tls_ca_file or m.tls_cert_file:
+        c.tls_set(ca_certs=m.tls_ca_file or None, certfile=m.tls_cert_file or None,
+                  keyfile=m.tls_key_file or None)
+        if m.tls_insecure:
+            c.tls_insecure_set(True)
+    c.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
+    return c
+
+
 class Ingest:
-    def __init__(self, cfg: Config, spool: Spool, counters: Counters):
+    """MQTT -> spool. `client`: a paho Client to use instead of make_client(cfg.mqtt) (tests;
+    another transport). It must be built for cfg.mqtt's protocol and session (3.1.1: client id
+    and clean_session=False); Ingest turns on its manual acknowledgements, sets its callbacks
+    and connects it to [mqtt] host and port in start()."""
+
+    def __init__(self, cfg: Config, spool: Spool, counters: Counters,
+                 client: mqtt.Client | None = None):
         self.cfg = cfg
         self.spool = spool
         self.counters = counters
@@ -382,31 +412,18 @@ class Ingest:
         self.session_present: bool | None = None
         self.last_commit_s: float | None = None   # time.time() of the last spool commit
         self.spool_failing_since_s: float | None = None   # first failed commit in a row
-        self.client = self._make_client()
+        self.client = self._attach(client if client is not None else make_client(cfg.mqtt))
         self.acker = Acker(cfg, spool, counters, self._publish_ack)
 
     # --- MQTT -------------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        m = self.cfg.mqtt
-        cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else CountingClient
-        if m.protocol == "3.1.1":
-            # clean_session=False with our fixed client id: a persistent session, kept by the
-            # broker until its persistent_client_expiration.
-            c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv311,
-                    clean_session=False, manual_ack=True, reconnect_on_failure=True)
-        else:
-            c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5,
-                    manual_ack=True, reconnect_on_failure=True)
-        if m.username:
-            c.username_pw_set(m.username, m.password or None)
-        if m.tls or m.tls_ca_file or m.tls_cert_file:
-            c.tls_set(ca_certs=m.tls_ca_file or None, certfile=m.tls_cert_file or None,
-                      keyfile=m.tls_key_file or None)
-            if m.tls_insecure:
-                c.tls_insecure_set(True)
-        c.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
-        c.count_pubacks(self.counters)
+    def _attach(self, c: mqtt.Client) -> mqtt.Client:
+        """Make `c` this ingest's client: manual acknowledgements (the PUBACK only after the
+        commit, whatever the client was built with), PUBACKs counted as they are written (a
+        CountingClient), our callbacks."""
+        c.manual_ack_set(True)
+        if isinstance(c, CountingClient):
+            c.count_pubacks(self.counters)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
