@@ -48,6 +48,11 @@ _warn = RateLimited(log)
 # A box whose clock was never set stamps t_s2020 = 0 (2020-01-01T00:00:00Z): not a real time.
 MIN_T_UTC_S = wire.EPOCH_2020_UNIX_S + 1
 
+# wire's decoders load on first use through the module's __getattr__ (firmware/wire.py: they
+# stay off the box's heap); each `wire.decode` then costs an import statement, 1.3 us, once per
+# live sample. Bound here once.
+_decode, _decode_many, _singles = wire.decode, wire.decode_many, wire.singles
+
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -64,7 +69,7 @@ def check_message(topic: str, payload: bytes, device_index: int, now: float,
     levels = topic.split("/")
     topic_dev = levels[device_index] if len(levels) > device_index else None
     try:
-        d = wire.decode(payload)
+        d = _decode(payload)
     except wire.WireError as e:
         return Rejected(topic, f"malformed: {e}", payload, received_at, device=topic_dev)
     except Exception as e:  # noqa: BLE001 - a decoder bug must dead-letter, not kill ingest
@@ -117,13 +122,13 @@ def check_payload(topic: str, payload: bytes, device_index: int, now: float,
         return [check_message(topic, payload, device_index, now, max_future_s, received_at,
                               max_past_s)]
     received_at = now if received_at is None else received_at
-    parts = wire.singles(payload)
+    parts = _singles(payload)
     if len(parts) == 1 and parts[0] is payload:
         # singles() hands back malformed batches unchanged; decode_many says what is wrong.
         levels = topic.split("/")
         topic_dev = levels[device_index] if len(levels) > device_index else None
         try:
-            wire.decode_many(payload)
+            _decode_many(payload)
             reason = "malformed: batch: not split by wire.singles"   # a decoder disagreement
         except wire.WireError as e:
             reason = f"malformed: batch: {e}"
@@ -297,7 +302,12 @@ class Inbox:
     keeps the rest (TCP flow control): a gateway catching up on a long backlog holds a bounded
     number of received-but-uncommitted messages, however many the broker sends (mosquitto does
     not hold its in-flight window: issue 11). While it waits it lets `idle()` run (the network
-    thread writes the PUBACKs of the groups committing meanwhile)."""
+    thread writes the PUBACKs of the groups committing meanwhile).
+
+    The committer takes a whole commit group at once (take()) and sleeps until the group is
+    complete or its time is up: the network thread wakes it only then, not for every message
+    (profiled live: a wake-up per message, each a GIL hand-off between the two threads, cost
+    more than the queue itself)."""
 
     def __init__(self, max_messages: int, max_bytes: int):
         self.max_messages = max_messages
@@ -307,29 +317,44 @@ class Inbox:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self.bytes = 0
+        self.samples = 0
         self.peak_messages = 0
         self.full_waits = 0
+        # what the waiting committer needs before it wants waking: (messages, samples); None
+        # while it does not wait
+        self._want: tuple[int, int] | None = None
+        self._putters = 0             # network threads waiting for room
 
     def __len__(self) -> int:
         return len(self._dq)
 
-    def put(self, item, nbytes: int, idle=None, keep_waiting=None) -> bool:
-        """Queue `item`; wait while full. False if keep_waiting() said to give up."""
+    def put(self, item, nbytes: int, nsamples: int = 1, idle=None, keep_waiting=None) -> bool:
+        """Queue `item` (`nbytes` payload bytes carrying `nsamples` samples); wait while full.
+        False if keep_waiting() said to give up."""
         waited = False
         while True:
             with self._lock:
                 n = len(self._dq)
                 if n == 0 or (n < self.max_messages and self.bytes + nbytes <= self.max_bytes):
-                    self._dq.append((item, nbytes))
+                    self._dq.append((item, nbytes, nsamples))
                     self.bytes += nbytes
+                    self.samples += nsamples
                     if n + 1 > self.peak_messages:
                         self.peak_messages = n + 1
-                    self._not_empty.notify()
+                    want = self._want
+                    if want is not None and (n + 1 >= want[0] or self.samples >= want[1]):
+                        self._not_empty.notify()
                     return True
                 if not waited:
                     self.full_waits += 1
                     waited = True
-                self._not_full.wait(0.05)
+                if self._want is not None:
+                    self._not_empty.notify()      # full: the committer takes what there is
+                self._putters += 1
+                try:
+                    self._not_full.wait(0.05)
+                finally:
+                    self._putters -= 1
             if keep_waiting is not None and not keep_waiting():
                 return False
             if idle is not None:
@@ -341,16 +366,43 @@ class Inbox:
         with self._lock:
             self._not_full.notify_all()
 
-    def get(self, timeout: float | None):
-        """The oldest item; None if nothing came within `timeout` (0: do not wait)."""
+    def take(self, max_messages: int, max_samples: int, window_s: float,
+             first_timeout_s: float) -> list:
+        """A commit group, oldest first: up to `max_messages` messages, or messages carrying
+        `max_samples` samples (the message that reaches it included), or what arrived within
+        `window_s` of the first; [] if nothing came within `first_timeout_s`."""
+        group: list = []
+        samples = 0
+        dq = self._dq
         with self._lock:
-            if not self._dq:
-                if not timeout or not self._not_empty.wait(timeout) or not self._dq:
-                    return None
-            item, nbytes = self._dq.popleft()
-            self.bytes -= nbytes
-            self._not_full.notify()
-            return item
+            if not dq:
+                self._want = (1, 1)
+                try:
+                    self._not_empty.wait(first_timeout_s)
+                finally:
+                    self._want = None
+                if not dq:
+                    return group
+            deadline = time.monotonic() + window_s
+            while True:
+                while dq and len(group) < max_messages and samples < max_samples:
+                    item, nbytes, nsamples = dq.popleft()
+                    self.bytes -= nbytes
+                    self.samples -= nsamples
+                    group.append(item)
+                    samples += nsamples
+                if self._putters:
+                    self._not_full.notify_all()   # room made
+                if len(group) >= max_messages or samples >= max_samples:
+                    return group
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return group
+                self._want = (max_messages - len(group), max_samples - samples)
+                try:
+                    self._not_empty.wait(left)
+                finally:
+                    self._want = None
 
 
 def _samples_in(payload: bytes) -> int:
@@ -504,7 +556,7 @@ class Ingest:
             # Blocks while the inbox is full: paho's network thread then reads no more from the
             # socket (writing our PUBACKs meanwhile), until the committer made room, we stop, or
             # the connection is gone (the broker sends the message again on the next one).
-            if self._q.put(item, len(payload), idle=client.loop_write,
+            if self._q.put(item, len(payload), _samples_in(payload), idle=client.loop_write,
                            keep_waiting=lambda: not self._stop.is_set() and self._gen == gen):
                 held = len(self._q) + self.in_commit
                 if held > self.held_peak:
@@ -568,22 +620,9 @@ class Ingest:
     # --- committer --------------------------------------------------------------------------
 
     def _take_group(self) -> list:
-        first = self._q.get(timeout=0.1)
-        if first is None:
-            return []
-        group = [first]
         ing = self.cfg.ingest
-        n_max, s_max = ing.commit_max_messages, ing.commit_max_samples
-        samples = _samples_in(first[4])
-        deadline = time.monotonic() + ing.commit_max_ms / 1000
-        while len(group) < n_max and samples < s_max:
-            left = deadline - time.monotonic()
-            item = self._q.get(max(0.0, left))
-            if item is None:
-                break
-            group.append(item)
-            samples += _samples_in(item[4])
-        return group
+        return self._q.take(ing.commit_max_messages, ing.commit_max_samples,
+                            ing.commit_max_ms / 1000, 0.1)
 
     def _run(self) -> None:
         acker = self.acker
