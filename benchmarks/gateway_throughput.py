@@ -55,7 +55,7 @@ from pathlib import Path
 from envbox.firmware import wire
 from envbox.gateway import config as gwconfig
 from envbox.gateway.spool import Accepted, Spool
-from envbox.gateway.writer import sample_point
+from envbox.gateway.lines import sample_point
 from envbox.servers import InfluxDB1, Mosquitto, eventually, free_port
 
 EPOCH_2020 = wire.EPOCH_2020_UNIX_S
@@ -66,7 +66,8 @@ WRITER_PROCESS = gwconfig.SinkConfig.writer_process   # --writer-process / --wri
 ACKS = gwconfig.AckConfig.enabled                     # --acks / --no-acks
 ACKS_SENT: dict[str, float] = {}
 SPOOLED_PER_S: dict[str, float] = {}
-PUBLISHED_PER_S: dict[str, float] = {}  # run -> samples/s the publishers got PUBACKs for    # run -> samples/s from first publish to last acked   # run -> gateway CPU (user + system) per sample, microseconds
+PUBLISHED_PER_S: dict[str, float] = {}  # run -> samples/s the publishers got PUBACKs for
+COMMITS: dict[str, tuple[float, float]] = {}  # run -> (commit groups, mean ms per commit)
 
 
 def make_sample(device: bytes, seq: int, t_unix: int, rnd: random.Random) -> wire.Sample:
@@ -331,6 +332,8 @@ def published_run(work, broker, influx, name, msgs, n_samples, publishers,
         p.join()
     ROWS_PER_WRITE[name] = n_samples / d.m("envbox_gateway_write_requests_total")
     ACKS_SENT[name] = d.m("envbox_gateway_acks_sent_total")
+    groups = d.m("envbox_gateway_commits_total")
+    COMMITS[name] = (groups, d.m("envbox_gateway_commit_us_total") / 1000 / max(1.0, groups))
     rss = d.stop()
     CPU_US[name] = d.cpu_s / n_samples * 1e6
     return rate, rss
@@ -530,6 +533,8 @@ def main() -> None:
     print("gateway_spooled_samples_per_s=" + ",".join(f"{k}:{v:.0f}" for k, v in SPOOLED_PER_S.items()))
     print("published_samples_per_s=" + ",".join(f"{k}:{v:.0f}" for k, v in PUBLISHED_PER_S.items()))
     print("acks_sent=" + ",".join(f"{k}:{v:.0f}" for k, v in ACKS_SENT.items()))
+    print("commit_groups=" + ",".join(f"{k}:{v[0]:.0f}" for k, v in COMMITS.items()))
+    print("commit_ms_mean=" + ",".join(f"{k}:{v[1]:.1f}" for k, v in COMMITS.items()))
     print("rows_per_write=" + ",".join(f"{k}:{v:.0f}" for k, v in ROWS_PER_WRITE.items()))
     print(f"peak_rss_mb_by_run=live:{rss1:.1f},batched:{rss2:.1f},drain:{rss3:.1f}")
 

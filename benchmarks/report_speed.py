@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envbox.firmware import wire
-from envbox.gateway.writer import LineBuilder
+from envbox.gateway.lines import LineBuilder
 from envbox.report import read
 from envbox.servers import InfluxDB1
 from envbox.simulator import fleet as F

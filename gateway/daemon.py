@@ -26,12 +26,14 @@ SINK_FAILING_UNHEALTHY_S = 300.0
 
 
 class Gateway:
-    def __init__(self, cfg: Config, sink=None):
+    def __init__(self, cfg: Config, sink=None, mqtt_client=None):
+        """`sink`: the writer's sink instead of make_sink(cfg.sink) (sinks.py); `mqtt_client`:
+        ingest's paho client instead of make_client(cfg.mqtt) (ingest.py)."""
         self.cfg = cfg
         self.counters = Counters()
         s = cfg.spool
         self.spool = Spool(s.path, **spool_kwargs(s))
-        self.ingest = Ingest(cfg, self.spool, self.counters)
+        self.ingest = Ingest(cfg, self.spool, self.counters, client=mqtt_client)
         if cfg.sink.writer_process:
             from .writerproc import WriterProcess
             self.writer = WriterProcess(cfg, self.spool, self.counters, sink=sink)

@@ -37,7 +37,7 @@ from paho.mqtt.properties import Properties
 from envbox.firmware import wire
 
 from .acks import Acker
-from .config import Config
+from .config import Config, MqttConfig
 from .metrics import Counters
 from .ratelog import RateLimited
 from .spool import Accepted, Rejected, Spool
@@ -47,6 +47,11 @@ _warn = RateLimited(log)
 
 # A box whose clock was never set stamps t_s2020 = 0 (2020-01-01T00:00:00Z): not a real time.
 MIN_T_UTC_S = wire.EPOCH_2020_UNIX_S + 1
+
+# wire's decoders load on first use through the module's __getattr__ (firmware/wire.py: they
+# stay off the box's heap); each `wire.decode` then costs an import statement, 1.3 us, once per
+# live sample. Bound here once.
+_decode, _decode_many, _singles = wire.decode, wire.decode_many, wire.singles
 
 
 def _iso(t: float) -> str:
@@ -64,7 +69,7 @@ def check_message(topic: str, payload: bytes, device_index: int, now: float,
     levels = topic.split("/")
     topic_dev = levels[device_index] if len(levels) > device_index else None
     try:
-        d = wire.decode(payload)
+        d = _decode(payload)
     except wire.WireError as e:
         return Rejected(topic, f"malformed: {e}", payload, received_at, device=topic_dev)
     except Exception as e:  # noqa: BLE001 - a decoder bug must dead-letter, not kill ingest
@@ -117,13 +122,13 @@ def check_payload(topic: str, payload: bytes, device_index: int, now: float,
         return [check_message(topic, payload, device_index, now, max_future_s, received_at,
                               max_past_s)]
     received_at = now if received_at is None else received_at
-    parts = wire.singles(payload)
+    parts = _singles(payload)
     if len(parts) == 1 and parts[0] is payload:
         # singles() hands back malformed batches unchanged; decode_many says what is wrong.
         levels = topic.split("/")
         topic_dev = levels[device_index] if len(levels) > device_index else None
         try:
-            wire.decode_many(payload)
+            _decode_many(payload)
             reason = "malformed: batch: not split by wire.singles"   # a decoder disagreement
         except wire.WireError as e:
             reason = f"malformed: batch: {e}"
@@ -297,7 +302,12 @@ class Inbox:
     keeps the rest (TCP flow control): a gateway catching up on a long backlog holds a bounded
     number of received-but-uncommitted messages, however many the broker sends (mosquitto does
     not hold its in-flight window: issue 11). While it waits it lets `idle()` run (the network
-    thread writes the PUBACKs of the groups committing meanwhile)."""
+    thread writes the PUBACKs of the groups committing meanwhile).
+
+    The committer takes a whole commit group at once (take()) and sleeps until the group is
+    complete or its time is up: the network thread wakes it only then, not for every message
+    (profiled live: a wake-up per message, each a GIL hand-off between the two threads, cost
+    more than the queue itself)."""
 
     def __init__(self, max_messages: int, max_bytes: int):
         self.max_messages = max_messages
@@ -307,29 +317,44 @@ class Inbox:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self.bytes = 0
+        self.samples = 0
         self.peak_messages = 0
         self.full_waits = 0
+        # what the waiting committer needs before it wants waking: (messages, samples); None
+        # while it does not wait
+        self._want: tuple[int, int] | None = None
+        self._putters = 0             # network threads waiting for room
 
     def __len__(self) -> int:
         return len(self._dq)
 
-    def put(self, item, nbytes: int, idle=None, keep_waiting=None) -> bool:
-        """Queue `item`; wait while full. False if keep_waiting() said to give up."""
+    def put(self, item, nbytes: int, nsamples: int = 1, idle=None, keep_waiting=None) -> bool:
+        """Queue `item` (`nbytes` payload bytes carrying `nsamples` samples); wait while full.
+        False if keep_waiting() said to give up."""
         waited = False
         while True:
             with self._lock:
                 n = len(self._dq)
                 if n == 0 or (n < self.max_messages and self.bytes + nbytes <= self.max_bytes):
-                    self._dq.append((item, nbytes))
+                    self._dq.append((item, nbytes, nsamples))
                     self.bytes += nbytes
+                    self.samples += nsamples
                     if n + 1 > self.peak_messages:
                         self.peak_messages = n + 1
-                    self._not_empty.notify()
+                    want = self._want
+                    if want is not None and (n + 1 >= want[0] or self.samples >= want[1]):
+                        self._not_empty.notify()
                     return True
                 if not waited:
                     self.full_waits += 1
                     waited = True
-                self._not_full.wait(0.05)
+                if self._want is not None:
+                    self._not_empty.notify()      # full: the committer takes what there is
+                self._putters += 1
+                try:
+                    self._not_full.wait(0.05)
+                finally:
+                    self._putters -= 1
             if keep_waiting is not None and not keep_waiting():
                 return False
             if idle is not None:
@@ -341,16 +366,43 @@ class Inbox:
         with self._lock:
             self._not_full.notify_all()
 
-    def get(self, timeout: float | None):
-        """The oldest item; None if nothing came within `timeout` (0: do not wait)."""
+    def take(self, max_messages: int, max_samples: int, window_s: float,
+             first_timeout_s: float) -> list:
+        """A commit group, oldest first: up to `max_messages` messages, or messages carrying
+        `max_samples` samples (the message that reaches it included), or what arrived within
+        `window_s` of the first; [] if nothing came within `first_timeout_s`."""
+        group: list = []
+        samples = 0
+        dq = self._dq
         with self._lock:
-            if not self._dq:
-                if not timeout or not self._not_empty.wait(timeout) or not self._dq:
-                    return None
-            item, nbytes = self._dq.popleft()
-            self.bytes -= nbytes
-            self._not_full.notify()
-            return item
+            if not dq:
+                self._want = (1, 1)
+                try:
+                    self._not_empty.wait(first_timeout_s)
+                finally:
+                    self._want = None
+                if not dq:
+                    return group
+            deadline = time.monotonic() + window_s
+            while True:
+                while dq and len(group) < max_messages and samples < max_samples:
+                    item, nbytes, nsamples = dq.popleft()
+                    self.bytes -= nbytes
+                    self.samples -= nsamples
+                    group.append(item)
+                    samples += nsamples
+                if self._putters:
+                    self._not_full.notify_all()   # room made
+                if len(group) >= max_messages or samples >= max_samples:
+                    return group
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return group
+                self._want = (max_messages - len(group), max_samples - samples)
+                try:
+                    self._not_empty.wait(left)
+                finally:
+                    self._want = None
 
 
 def _samples_in(payload: bytes) -> int:
@@ -363,8 +415,38 @@ def _samples_in(payload: bytes) -> int:
     return 1
 
 
+def make_client(m: MqttConfig) -> mqtt.Client:
+    """The gateway's paho client for [mqtt]: protocol and persistent session, credentials, TLS,
+    reconnect delays; not connected yet (Ingest.start connects it). A ReadBufferedClient, or a
+    CountingClient when a paho release renamed what ReadBufferedClient overrides."""
+    cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else CountingClient
+    if m.protocol == "3.1.1":
+        # clean_session=False with our fixed client id: a persistent session, kept by the
+        # broker until its persistent_client_expiration.
+        c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv311,
+                clean_session=False, manual_ack=True, reconnect_on_failure=True)
+    else:
+        c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5,
+                manual_ack=True, reconnect_on_failure=True)
+    if m.username:
+        c.username_pw_set(m.username, m.password or None)
+    if m.tls or m.tls_ca_file or m.tls_cert_file:
+        c.tls_set(ca_certs=m.tls_ca_file or None, certfile=m.tls_cert_file or None,
+                  keyfile=m.tls_key_file or None)
+        if m.tls_insecure:
+            c.tls_insecure_set(True)
+    c.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
+    return c
+
+
 class Ingest:
-    def __init__(self, cfg: Config, spool: Spool, counters: Counters):
+    """MQTT -> spool. `client`: a paho Client to use instead of make_client(cfg.mqtt) (tests;
+    another transport). It must be built for cfg.mqtt's protocol and session (3.1.1: client id
+    and clean_session=False); Ingest turns on its manual acknowledgements, sets its callbacks
+    and connects it to [mqtt] host and port in start()."""
+
+    def __init__(self, cfg: Config, spool: Spool, counters: Counters,
+                 client: mqtt.Client | None = None):
         self.cfg = cfg
         self.spool = spool
         self.counters = counters
@@ -378,35 +460,22 @@ class Ingest:
         self._subscribed = threading.Event()   # SUBACK received on the current connection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._ever_connected = bool(spool.counters().get("mqtt_connects", 0))
+        self._ever_connected = spool.had_mqtt_session()
         self.session_present: bool | None = None
         self.last_commit_s: float | None = None   # time.time() of the last spool commit
         self.spool_failing_since_s: float | None = None   # first failed commit in a row
-        self.client = self._make_client()
+        self.client = self._attach(client if client is not None else make_client(cfg.mqtt))
         self.acker = Acker(cfg, spool, counters, self._publish_ack)
 
     # --- MQTT -------------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        m = self.cfg.mqtt
-        cls = ReadBufferedClient if hasattr(mqtt.Client, "_sock_recv") else CountingClient
-        if m.protocol == "3.1.1":
-            # clean_session=False with our fixed client id: a persistent session, kept by the
-            # broker until its persistent_client_expiration.
-            c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv311,
-                    clean_session=False, manual_ack=True, reconnect_on_failure=True)
-        else:
-            c = cls(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5,
-                    manual_ack=True, reconnect_on_failure=True)
-        if m.username:
-            c.username_pw_set(m.username, m.password or None)
-        if m.tls or m.tls_ca_file or m.tls_cert_file:
-            c.tls_set(ca_certs=m.tls_ca_file or None, certfile=m.tls_cert_file or None,
-                      keyfile=m.tls_key_file or None)
-            if m.tls_insecure:
-                c.tls_insecure_set(True)
-        c.reconnect_delay_set(int(max(1, m.reconnect_min_s)), int(max(1, m.reconnect_max_s)))
-        c.count_pubacks(self.counters)
+    def _attach(self, c: mqtt.Client) -> mqtt.Client:
+        """Make `c` this ingest's client: manual acknowledgements (the PUBACK only after the
+        commit, whatever the client was built with), PUBACKs counted as they are written (a
+        CountingClient), our callbacks."""
+        c.manual_ack_set(True)
+        if isinstance(c, CountingClient):
+            c.count_pubacks(self.counters)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -487,7 +556,7 @@ class Ingest:
             # Blocks while the inbox is full: paho's network thread then reads no more from the
             # socket (writing our PUBACKs meanwhile), until the committer made room, we stop, or
             # the connection is gone (the broker sends the message again on the next one).
-            if self._q.put(item, len(payload), idle=client.loop_write,
+            if self._q.put(item, len(payload), _samples_in(payload), idle=client.loop_write,
                            keep_waiting=lambda: not self._stop.is_set() and self._gen == gen):
                 held = len(self._q) + self.in_commit
                 if held > self.held_peak:
@@ -551,22 +620,9 @@ class Ingest:
     # --- committer --------------------------------------------------------------------------
 
     def _take_group(self) -> list:
-        first = self._q.get(timeout=0.1)
-        if first is None:
-            return []
-        group = [first]
         ing = self.cfg.ingest
-        n_max, s_max = ing.commit_max_messages, ing.commit_max_samples
-        samples = _samples_in(first[4])
-        deadline = time.monotonic() + ing.commit_max_ms / 1000
-        while len(group) < n_max and samples < s_max:
-            left = deadline - time.monotonic()
-            item = self._q.get(max(0.0, left))
-            if item is None:
-                break
-            group.append(item)
-            samples += _samples_in(item[4])
-        return group
+        return self._q.take(ing.commit_max_messages, ing.commit_max_samples,
+                            ing.commit_max_ms / 1000, 0.1)
 
     def _run(self) -> None:
         acker = self.acker
@@ -686,8 +742,6 @@ class Ingest:
         # Remember in the spool that this client id has had a session, so that a later start
         # that finds none can say so (see _on_connect).
         try:
-            self.spool.conn().execute(
-                "INSERT INTO counters (name, value) VALUES ('mqtt_connects', 1)"
-                " ON CONFLICT(name) DO UPDATE SET value = value + 1")
+            self.spool.record_mqtt_session()
         except Exception:  # noqa: BLE001 - only used for a log message
             log.exception("recording the connection in the spool")

@@ -683,6 +683,20 @@ class Spool:
                 out.append((lo, hi))
         return out
 
+    # --- the MQTT session (ingest) ------------------------------------------------------------
+
+    def record_mqtt_session(self) -> None:
+        """Remember that the gateway's client id has had a session at the broker (the counter
+        mqtt_connects), so that a later start that finds none can say so. One statement, its
+        own transaction (called from paho's network thread, outside any commit group)."""
+        self._bump(self.conn(), "mqtt_connects", 1)
+
+    def had_mqtt_session(self) -> bool:
+        """Whether record_mqtt_session() was ever called on this spool."""
+        row = self.conn().execute(
+            "SELECT value FROM counters WHERE name = 'mqtt_connects'").fetchone()
+        return bool(row and row[0])
+
     @staticmethod
     def _bump(c, name, n):
         c.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name)"

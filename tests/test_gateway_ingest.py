@@ -1,12 +1,13 @@
 """Gateway ingest validation (check_message): what is accepted, what is dead-lettered and why,
 and that hostile payloads never raise."""
 
+import threading
 import time
 
 from hypothesis import given, settings, strategies as st
 
 from envbox.firmware import wire
-from envbox.gateway.ingest import check_message, check_payload
+from envbox.gateway.ingest import Inbox, check_message, check_payload
 from envbox.gateway.spool import Accepted, Rejected
 
 EPOCH_2020 = 1577836800    # 2020-01-01T00:00:00Z, written out here rather than read from wire.py
@@ -172,3 +173,70 @@ def test_batch_sample_with_a_value_too_long_for_a_single_is_malformed_alone():
     got = check_payload("envbox/v1/sj-001/data", payload, IDX, NOW, 86400)
     assert [type(v).__name__ for v in got] == ["Accepted", "Accepted", "Rejected", "Accepted"]
     assert got[2].reason.startswith("batch sample 3/4: malformed:")
+
+
+# --- the inbox between paho's network thread and the committer --------------------------------
+
+def test_inbox_take_bounds_a_group_by_messages_and_by_samples():
+    box = Inbox(max_messages=100, max_bytes=1 << 20)
+    for k in range(5):
+        assert box.put(("single", k), 10, 1)
+    assert box.take(3, 1000, 0.0, 0.0) == [("single", 0), ("single", 1), ("single", 2)]
+    for k in range(3):
+        box.put(("batch", k), 100, 60)
+    # samples: the message that reaches the bound is in the group, the next is not
+    got = box.take(100, 61, 0.0, 0.0)
+    assert got == [("single", 3), ("single", 4), ("batch", 0)]
+    assert len(box) == 2 and box.bytes == 200 and box.samples == 120
+    assert box.take(100, 1000, 0.0, 0.0) == [("batch", 1), ("batch", 2)]
+    assert box.take(100, 1000, 0.0, 0.0) == [] and box.bytes == 0 and box.samples == 0
+
+
+def _take_in_thread(box, *args):
+    out = {}
+
+    def run():
+        t = time.monotonic()
+        out["group"] = box.take(*args)
+        out["s"] = time.monotonic() - t
+
+    th = threading.Thread(target=run)
+    th.start()
+    return th, out
+
+
+def test_inbox_take_returns_when_its_group_is_complete_before_its_window():
+    box = Inbox(max_messages=100, max_bytes=1 << 20)
+    window_s = 30.0
+    th, out = _take_in_thread(box, 4, 1000, window_s, window_s)
+    for k in range(6):
+        box.put(k, 1, 1)
+        time.sleep(0.01)
+    th.join(window_s + 5)
+    assert out["group"] == [0, 1, 2, 3]
+    assert out["s"] < window_s           # woken by the 4th message, not by the window
+    assert box.take(100, 1000, 0.0, 0.0) == [4, 5]
+
+
+def test_inbox_take_is_woken_by_a_full_inbox_and_goes_on_collecting():
+    # a group larger than the inbox: each put() that finds the inbox full wakes the committer,
+    # which empties it and waits for the rest of its group
+    box = Inbox(max_messages=3, max_bytes=1 << 20)
+    window_s = 30.0
+    box.put(0, 1, 1)
+    th, out = _take_in_thread(box, 10, 1000, window_s, window_s)
+    for k in range(1, 12):
+        assert box.put(k, 1, 1)          # waits for room while the inbox is full
+    th.join(window_s + 5)
+    assert out["s"] < window_s           # not left waiting for the window
+    assert out["group"] == list(range(10))
+    assert box.take(10, 1000, 0.0, 0.0) == [10, 11]
+
+
+def test_inbox_put_gives_up_when_told_to():
+    box = Inbox(max_messages=1, max_bytes=1 << 20)
+    box.put(0, 1, 1)
+    idled = []
+    assert box.put(1, 1, 1, idle=lambda: idled.append(1),
+                   keep_waiting=lambda: len(idled) < 2) is False
+    assert len(box) == 1 and box.full_waits == 1

@@ -5,7 +5,7 @@ carry, and for measurement and device names that need escaping."""
 from hypothesis import given, settings, strategies as st
 
 from envbox.firmware import wire
-from envbox.gateway.writer import LineBuilder, sample_point
+from envbox.gateway.lines import LineBuilder, sample_point
 
 EPOCH_2020 = 1577836800
 # statuses a channel can have on the wire (5 = not fitted = not carried)
