@@ -17,6 +17,8 @@
 # MicroPython and, for the tests, CPython. Nothing here allocates after construction: pending
 # writes are copied into preallocated buffers and written through preallocated memoryviews.
 
+from firmware.boardbase import BoardBase
+
 try:
     from firmware.compat import ticks_diff, ticks_ms
 except ImportError:  # CPython from the installed package
@@ -351,7 +353,59 @@ def make_driver(mod, cls, bus, cfg):
     return getattr(m, cls)(bus, cfg)
 
 
-def epoch_offset_s():
-    """Seconds from the port's time epoch to 2020-01-01: 1970 on current ports, 2000 on older."""
-    import time
-    return 1577836800 if time.gmtime(0)[0] == 1970 else 631152000
+# machine.reset_cause() values -> the names BoardBase.reset_cause() returns; a port without one
+# of them (rp2 has only WDT_RESET and PWRON_RESET) never matches it
+_RESET_CAUSES = (("WDT_RESET", "watchdog"), ("PWRON_RESET", "power_on"),
+                 ("DEEPSLEEP_RESET", "deep_sleep"), ("SOFT_RESET", "soft"),
+                 ("HARD_RESET", "hard"))
+
+
+class McuBoard(BoardBase):
+    """What the microcontroller boards (esp32_lte, pico_w) share on top of BoardBase: the
+    config, the modules fitted with their driver configs, the bus plan, the reset cause. A
+    board's __init__ calls setup(), then fit() per module, then sets its link."""
+
+    state_dir = "/data"
+
+    def setup(self, config, default_id, answer_timeout_ms):
+        # config: a dict, the path of a JSON file, or None for the device's /config.json
+        if config is None or isinstance(config, str):
+            config = load_config(config or "/config.json")
+        self.cfg = config
+        # identity, broker login and TLS, config key: read as on every board (boardbase)
+        self.load_net(config, default_id)
+        self.answer_timeout_ms = answer_timeout_ms
+        self.plan = []          # (module, bus, where): the bus plan, for tests and the status
+        self.sensors = []
+        self.by_name = {}
+        self._wdt = None
+        self.ntp_host = config.get("ntp_host")
+        return config
+
+    def fit(self, name, mod, cls, bus, dcfg, extra, bus_name, where):
+        """Make module `name`'s driver on `bus`: its defaults `dcfg`, then the board's `extra`
+        (timeout, address), then the config's "cfg": {name: {...}}; record where it sits."""
+        c = dict(dcfg)
+        c.update(extra)
+        c.update(self.cfg.get("cfg", {}).get(name, {}))
+        d = make_driver(mod, cls, bus, c)
+        self.plan.append((name, bus_name, where))
+        self.sensors.append(d)
+        self.by_name[name] = d
+        return d
+
+    def bus_plan(self):
+        """[(module, bus, channel/address)]: what sits where (tests, docs, the status message)."""
+        return list(self.plan)
+
+    def _ticks(self):
+        # late-bound, so a replaced board clock (tests) also drives the mux's timeouts
+        return self.ticks_ms()
+
+    def reset_cause(self):
+        import machine
+        c = machine.reset_cause()
+        for attr, name in _RESET_CAUSES:
+            if c == getattr(machine, attr, -1):
+                return name
+        return None

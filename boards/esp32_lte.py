@@ -31,14 +31,10 @@
 # every board reads in BoardBase.load_net: "mqtt_password", "ca_pem", "tls_server_hostname",
 # "config_key", "insecure" (docs/provisioning.md).
 
-import time
-
 import machine
 
-from firmware.boardbase import BoardBase
 from firmware.drivers.nmea import GNSS
-from boards.buses import (BridgeGPIOSelect, MuxUART, SC16IS7xx, epoch_offset_s, load_config,
-                          make_driver)
+from boards.buses import BridgeGPIOSelect, McuBoard, MuxUART, SC16IS7xx
 
 NAME = "esp32_lte"
 
@@ -98,22 +94,12 @@ SEG_BYTES = 65536
 JOURNAL_PARTITION = "journal"   # the raw data partition of the project's partition table
 
 
-class Board(BoardBase):
+class Board(McuBoard):
     NAME = NAME
-    state_dir = "/data"
 
     def __init__(self, config=None):
-        # config: a dict, the path of a JSON file, or None for the device's /config.json
-        if config is None or isinstance(config, str):
-            cfg = load_config(config or "/config.json")
-        else:
-            cfg = config
-        self.cfg = cfg
-        # identity, broker login and TLS, config key: read as on every board (boardbase)
-        self.load_net(cfg, "esp32-001")
-        self.answer_timeout_ms = ANSWER_TIMEOUT_MS
+        cfg = self.setup(config, "esp32-001", ANSWER_TIMEOUT_MS)
         kit = cfg.get("modules") or DEFAULT_KIT
-        self.plan = []
         self.gnss_uart = machine.UART(GNSS_UART, baudrate=GNSS_BAUD, tx=GNSS_TX, rx=GNSS_RX,
                                       rxbuf=2048)
         self.gnss = GNSS(self.gnss_uart)
@@ -123,9 +109,6 @@ class Board(BoardBase):
         self.bridge_a = None
         self.bridge_b = None
         self.mux = None
-        self.sensors = []
-        self.by_name = {}
-        dcfgs = cfg.get("cfg", {})
         for name in kit:
             if name in MUX_MODULES:
                 if self.mux is None:
@@ -134,43 +117,25 @@ class Board(BoardBase):
                     self.mux = MuxUART(self.bridge_a, BridgeGPIOSelect(self.bridge_a, 3),
                                        self._ticks, hold_ms=MUX_HOLD_MS)
                 ch, mod, cls, dcfg, n = MUX_MODULES[name]
-                c = dict(dcfg)
-                c["timeout_ms"] = ANSWER_TIMEOUT_MS
-                c.update(dcfgs.get(name, {}))
-                d = make_driver(mod, cls, self.mux.port(ch, n, 9600), c)
-                self.plan.append((name, "bridge-a-mux", "ch%d" % ch))
+                self.fit(name, mod, cls, self.mux.port(ch, n, 9600), dcfg,
+                         {"timeout_ms": ANSWER_TIMEOUT_MS}, "bridge-a-mux", "ch%d" % ch)
             elif name in RS485_MODULES:
                 mod, cls, dcfg = RS485_MODULES[name]
-                c = dict(dcfg)
-                c["timeout_ms"] = 1000
-                c.update(dcfgs.get(name, {}))
+                # the bridge's channel B runs at the meter's baud (its config may change it)
+                own = cfg.get("cfg", {}).get(name, {})
                 self.bridge_b = SC16IS7xx(self.i2c, BRIDGE_ADDR, RS485_CH_BRIDGE,
-                                          c.get("baud", 4800), BRIDGE_XTAL_HZ, rs485=True)
-                d = make_driver(mod, cls, self.bridge_b, c)
-                self.plan.append((name, "bridge-b-rs485", "addr%d" % c.get("address", 1)))
+                                          own.get("baud", dcfg.get("baud", 4800)),
+                                          BRIDGE_XTAL_HZ, rs485=True)
+                self.fit(name, mod, cls, self.bridge_b, dcfg, {"timeout_ms": 1000},
+                         "bridge-b-rs485", "addr%d" % own.get("address", dcfg.get("address", 1)))
             elif name in I2C_MODULES:
                 addr, mod, cls, dcfg = I2C_MODULES[name]
-                c = dict(dcfg)
-                c["address"] = addr
-                c.update(dcfgs.get(name, {}))
-                d = make_driver(mod, cls, self.i2c, c)
-                self.plan.append((name, "i2c%d" % I2C_ID, "0x%02x" % addr))
+                self.fit(name, mod, cls, self.i2c, dcfg, {"address": addr}, "i2c%d" % I2C_ID,
+                         "0x%02x" % addr)
             else:
                 raise ValueError("module %r is not wired on %s" % (name, NAME))
-            self.sensors.append(d)
-            self.by_name[name] = d
-        self._wdt = None
-        self.ntp_host = cfg.get("ntp_host")
         self.modem_variant = cfg.get("modem", "sim7600")
         self.link = self._make_link(cfg)
-
-    def bus_plan(self):
-        """[(module, bus, channel/address)]: what sits where (tests, docs, the status message)."""
-        return list(self.plan)
-
-    def _ticks(self):
-        # late-bound, so a replaced board clock (tests) also drives the mux's timeouts
-        return self.ticks_ms()
 
     # -- LTE -----------------------------------------------------------------------------------
     def _make_link(self, cfg):
@@ -207,21 +172,7 @@ class Board(BoardBase):
             from firmware.journal_ring import RingJournal
             return RingJournal(p[0]).open()
         self.log("no %r partition: journal in littlefs files" % JOURNAL_PARTITION)
-        return BoardBase.open_journal(self)
-
-    def reset_cause(self):
-        c = machine.reset_cause()
-        if c == getattr(machine, "WDT_RESET", -1):
-            return "watchdog"
-        if c == getattr(machine, "PWRON_RESET", -1):
-            return "power_on"
-        if c == getattr(machine, "DEEPSLEEP_RESET", -1):
-            return "deep_sleep"
-        if c == getattr(machine, "SOFT_RESET", -1):
-            return "soft"
-        if c == getattr(machine, "HARD_RESET", -1):
-            return "hard"
-        return None
+        return McuBoard.open_journal(self)
 
     def wdt_start(self, timeout_ms):
         self._wdt = machine.WDT(timeout=timeout_ms)   # esp32: calling again sets a new timeout
@@ -229,10 +180,6 @@ class Board(BoardBase):
     def wdt_feed(self):
         if self._wdt is not None:
             self._wdt.feed()
-
-    def set_rtc(self, t_s2020):
-        t = time.gmtime(t_s2020 + epoch_offset_s())
-        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
 
 def _ppp(uart):

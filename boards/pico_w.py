@@ -33,9 +33,8 @@ import time
 
 import machine
 
-from firmware.boardbase import BoardBase
 from firmware.drivers.nmea import GNSS
-from boards.buses import MuxUART, PinSelect, epoch_offset_s, load_config, make_driver
+from boards.buses import McuBoard, MuxUART, PinSelect
 
 NAME = "pico_w"
 
@@ -81,23 +80,13 @@ ANSWER_TIMEOUT_MS = 3000
 MUX_HOLD_MS = 600
 
 
-class Board(BoardBase):
+class Board(McuBoard):
     NAME = NAME
     journal_max_segs = 12
-    state_dir = "/data"
 
     def __init__(self, config=None):
-        # config: a dict, the path of a JSON file, or None for the device's /config.json
-        if config is None or isinstance(config, str):
-            cfg = load_config(config or "/config.json")
-        else:
-            cfg = config
-        self.cfg = cfg
-        # identity, broker login and TLS, config key: read as on every board (boardbase)
-        self.load_net(cfg, "pico-001")
-        self.answer_timeout_ms = ANSWER_TIMEOUT_MS
+        cfg = self.setup(config, "pico-001", ANSWER_TIMEOUT_MS)
         kit = cfg.get("modules") or DEFAULT_KIT
-        self.plan = []          # (module, bus, where): the bus plan, for tests and the status
         self.gnss_uart = machine.UART(GNSS_UART, baudrate=GNSS_BAUD, tx=machine.Pin(GNSS_TX),
                                       rx=machine.Pin(GNSS_RX), rxbuf=2048)
         self.gnss = GNSS(self.gnss_uart)
@@ -107,44 +96,24 @@ class Board(BoardBase):
         pins = [machine.Pin(p, machine.Pin.OUT, value=0) for p in (MUX_S0, MUX_S1, MUX_S2)]
         self.mux = MuxUART(self.mux_uart, PinSelect(pins), self._ticks, hold_ms=MUX_HOLD_MS)
         self.i2c = None
-        self.sensors = []
-        self.by_name = {}
         for name in kit:
             if name in MUX_MODULES:
                 ch, mod, cls, dcfg, n, baud = MUX_MODULES[name]
-                c = dict(dcfg)
-                c["timeout_ms"] = ANSWER_TIMEOUT_MS
-                c.update(cfg.get("cfg", {}).get(name, {}))
-                d = make_driver(mod, cls, self.mux.port(ch, n, baud), c)
-                self.plan.append((name, "uart%d-mux" % MUX_UART, "ch%d" % ch))
+                self.fit(name, mod, cls, self.mux.port(ch, n, baud), dcfg,
+                         {"timeout_ms": ANSWER_TIMEOUT_MS}, "uart%d-mux" % MUX_UART, "ch%d" % ch)
             elif name in I2C_MODULES:
                 if self.i2c is None:
                     self.i2c = machine.I2C(I2C_ID, sda=machine.Pin(I2C_SDA),
                                            scl=machine.Pin(I2C_SCL), freq=I2C_HZ)
                 addr, mod, cls, dcfg = I2C_MODULES[name]
-                c = dict(dcfg)
-                c["address"] = addr
-                c.update(cfg.get("cfg", {}).get(name, {}))
-                d = make_driver(mod, cls, self.i2c, c)
-                self.plan.append((name, "i2c%d" % I2C_ID, "0x%02x" % addr))
+                self.fit(name, mod, cls, self.i2c, dcfg, {"address": addr}, "i2c%d" % I2C_ID,
+                         "0x%02x" % addr)
             else:
                 raise ValueError("module %r is not wired on %s" % (name, NAME))
-            self.sensors.append(d)
-            self.by_name[name] = d
-        self._wdt = None
-        self.ntp_host = cfg.get("ntp_host")
         from firmware.linkwifi import WifiLink
         self.link = WifiLink(self, _wlan, cfg.get("wifi_ssid", ""), cfg.get("wifi_password", ""))
 
-    # -- supervision and time -------------------------------------------------------------------
-    def reset_cause(self):
-        c = machine.reset_cause()
-        if c == getattr(machine, "WDT_RESET", -1):
-            return "watchdog"
-        if c == getattr(machine, "PWRON_RESET", -1):
-            return "power_on"
-        return None
-
+    # -- supervision (the reset cause, the RTC: McuBoard, BoardBase) ----------------------------
     def wdt_start(self, timeout_ms):
         # RP2040's watchdog counts at most 8388 ms; longer periods are fed from the io loop
         # (wdt_check), which the app calls every poll
@@ -160,18 +129,6 @@ class Board(BoardBase):
         # the hardware dog is fed here only while the app's own (longer) deadline holds
         if self._wdt is not None and time.ticks_diff(time.ticks_ms(), self._wdt_fed) < self._wdt_timeout_ms:
             self._wdt.feed()
-
-    def set_rtc(self, t_s2020):
-        t = time.gmtime(t_s2020 + epoch_offset_s())
-        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
-
-    def bus_plan(self):
-        """[(module, bus, channel/address)]: what sits where (tests, docs, the status message)."""
-        return list(self.plan)
-
-    def _ticks(self):
-        # late-bound, so a replaced board clock (tests) also drives the mux's timeouts
-        return self.ticks_ms()
 
 
 def _wlan():

@@ -629,3 +629,25 @@ def test_strict_fakes_refuse_what_the_port_refuses(restore_modules):
         pin.value(1, 2)
     mr = fake_machine(hw, "rp2")
     mr.UART(1, baudrate=9600, tx=4, rx=5, rxbuf=256)
+
+
+# -- what the two microcontroller boards share (boards/buses.py McuBoard) ---------------------
+
+@pytest.mark.parametrize("name,port", [("pico_w", "rp2"), ("esp32_lte", "esp32")])
+def test_reset_cause_names_from_the_ports_constants(restore_modules, name, port):
+    from stubsig import has_attr
+    m = fake_machine(Hardware(), port)
+    consts = {"PWRON_RESET": "power_on", "WDT_RESET": "watchdog", "HARD_RESET": "hard",
+              "SOFT_RESET": "soft", "DEEPSLEEP_RESET": "deep_sleep"}
+    have = [c for c in consts if has_attr(port, "machine", c)]
+    assert {"PWRON_RESET", "WDT_RESET"} <= set(have)
+    cause = [0]
+    m.reset_cause = lambda: cause[0]
+    for i, c in enumerate(have):
+        setattr(m, c, 10 + i)
+    mod = import_board(name, m)
+    for i, c in enumerate(have):
+        cause[0] = 10 + i
+        assert mod.Board.reset_cause(None) == consts[c], c
+    cause[0] = 99                  # a cause the port names otherwise: the app infers it
+    assert mod.Board.reset_cause(None) is None
