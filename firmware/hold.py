@@ -22,14 +22,9 @@ import sys
 
 from . import wire
 from .clock import SOURCE_NAMES
-from .compat import ticks_add, ticks_diff
+from .compat import const, ticks_add, ticks_diff
 from .journal import crc16, u32
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
 
 MAGIC = const(0xE7)
 HDR = const(8)

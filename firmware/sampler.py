@@ -20,13 +20,8 @@ import os
 
 from . import wire
 from .clock import SOURCE_GNSS, SOURCE_NAMES, SOURCE_NTP, SOURCE_RTC
-from .compat import cold, ticks_diff
+from .compat import cold, const, ticks_diff
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
 
 _SLOPE_ONE = const(10000)
 # the wire flag of each clock source (clock.SOURCE_*)

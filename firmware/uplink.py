@@ -25,13 +25,8 @@ import asyncio
 import os
 
 from . import wire
-from .compat import ticks_diff
+from .compat import const, ticks_diff
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
 
 _PID_SUBSCRIBE = const(0xFFF0)   # never one of the publish slots' ids (1..max_inflight)
 _PID_SUBSCRIBE_ACK = const(0xFFF1)
