@@ -35,10 +35,10 @@ import time
 
 import machine
 
-from firmware.boardbase import BoardBase
-from firmware.drivers.nmea import GNSS
-from boards.buses import (BridgeGPIOSelect, MuxUART, SC16IS7xx, epoch_offset_s, load_config,
-                          make_driver)
+from envbox.boards.buses import (BridgeGPIOSelect, MuxUART, SC16IS7xx, epoch_offset_s,
+                                 load_config, make_driver)
+from envbox.firmware.boardbase import BoardBase
+from envbox.firmware.drivers.nmea import GNSS
 
 NAME = "esp32_lte"
 
@@ -174,7 +174,7 @@ class Board(BoardBase):
 
     # -- LTE -----------------------------------------------------------------------------------
     def _make_link(self, cfg):
-        from firmware.linkcell import CellLink
+        from envbox.firmware.linkcell import CellLink
         variant = self.modem_variant
         if variant not in MODEM_PINS:
             raise ValueError("modem %r: one of %s" % (variant, ", ".join(sorted(MODEM_PINS))))
@@ -204,7 +204,7 @@ class Board(BoardBase):
         except (ImportError, AttributeError):
             p = None
         if p:
-            from firmware.journal_ring import RingJournal
+            from envbox.firmware.journal_ring import RingJournal
             return RingJournal(p[0]).open()
         self.log("no %r partition: journal in littlefs files" % JOURNAL_PARTITION)
         return BoardBase.open_journal(self)

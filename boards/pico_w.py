@@ -33,9 +33,9 @@ import time
 
 import machine
 
-from firmware.boardbase import BoardBase
-from firmware.drivers.nmea import GNSS
-from boards.buses import MuxUART, PinSelect, epoch_offset_s, load_config, make_driver
+from envbox.firmware.boardbase import BoardBase
+from envbox.firmware.drivers.nmea import GNSS
+from envbox.boards.buses import MuxUART, PinSelect, epoch_offset_s, load_config, make_driver
 
 NAME = "pico_w"
 
@@ -133,7 +133,7 @@ class Board(BoardBase):
             self.by_name[name] = d
         self._wdt = None
         self.ntp_host = cfg.get("ntp_host")
-        from firmware.linkwifi import WifiLink
+        from envbox.firmware.linkwifi import WifiLink
         self.link = WifiLink(self, _wlan, cfg.get("wifi_ssid", ""), cfg.get("wifi_password", ""))
 
     # -- supervision and time -------------------------------------------------------------------

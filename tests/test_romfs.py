@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from envbox import provision
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 
 
 def _micropython():
@@ -28,13 +30,13 @@ def test_flash_romfs_builds_an_image_and_the_app_runs_from_it(tmp_path):
     summary = json.loads(r.stdout)
     img = Path(summary["romfs"]["image"])
     assert img.exists() and summary["romfs"]["bytes"] == img.stat().st_size > 10000
-    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'tests' / 'firmware'}:.frozen:{ROOT}")
+    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'tests' / 'firmware'}:.frozen:{MPSRC}")
     run = subprocess.run([_micropython(), "-X", "heapsize=1m",
                           str(ROOT / "tests" / "mp32" / "romfs_heap.py"), str(img), "pm-gnss"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     text = run.stdout + run.stderr
     assert run.returncode == 0, text[-3000:]
-    assert "firmware_from=/rom/lib/firmware/" in text, text[-3000:]
+    assert "firmware_from=/rom/lib/envbox/firmware/" in text, text[-3000:]
     assert "peak_heap_bytes_pm_gnss=" in text, text[-3000:]
 
 
