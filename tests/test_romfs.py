@@ -52,19 +52,31 @@ def test_romfs_image_holds_the_firmware_package(tmp_path):
 
 
 def test_the_freeze_manifest_names_existing_packages():
-    """firmware/manifest.py in micropython-lib's format, read with stand-ins for its functions."""
+    """firmware/manifest.py in micropython-lib's format, read with stand-ins for its functions:
+    it freezes the one import name, envbox.firmware and envbox.boards, from the envbox/ tree
+    over the sources (mpybuild.source_root())."""
+    source_root()
     calls = []
     env = {"include": lambda p, **k: calls.append(("include", p)),
            "package": lambda name, files=None, base_path=".", opt=None:
                calls.append(("package", name, files, base_path)),
+           "freeze": lambda path, script=None, opt=None: calls.append(("freeze", path, script)),
            "module": lambda *a, **k: calls.append(("module",) + a),
            "require": lambda *a, **k: calls.append(("require",) + a)}
     exec((ROOT / "firmware" / "manifest.py").read_text(), env)
     pkgs = [c for c in calls if c[0] == "package"]
-    assert {c[1] for c in pkgs} == {"firmware", "boards"}
+    assert {c[1] for c in pkgs} == {"envbox/firmware"}
     for _, name, files, base in pkgs:
         d = (ROOT / "firmware" / base / name).resolve()
         assert d.is_dir(), d
+        assert (d / "wire.py").is_file() and (d / "__init__.py").is_file(), d
         for f in files or ():
             assert (d / f).is_file(), d / f
+    frozen = [c for c in calls if c[0] == "freeze"]
+    assert frozen, calls
+    for _, path, scripts in frozen:
+        for f in (scripts,) if isinstance(scripts, str) else scripts:
+            assert (ROOT / "firmware" / path / f).is_file(), f
+    assert {f for _, _, s in frozen for f in s} >= {"envbox/__init__.py",
+                                                     "envbox/boards/buses.py"}
     assert ("include", "$(PORT_DIR)/boards/manifest.py") in calls
