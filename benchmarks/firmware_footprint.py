@@ -63,8 +63,10 @@ from envbox import mpybuild, provision, servers
 from envbox.demo import (DEFAULT_HEAP, gateway_config, micropython_exe, publish_packet_bytes,
                          start_firmware, start_gateway, wait_gateway_ready)
 from envbox.firmware import wire
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 
 
 def _kv(text):
@@ -103,12 +105,12 @@ def heap_and_flash(work: Path) -> None:
                     build)
     img = provision.romfs_image(stage, work / "romfs.img")
     mp = micropython_exe()
-    env = dict(os.environ, MICROPYPATH=f"{build}:{ROOT / 'tests' / 'firmware'}:.frozen:{ROOT}")
+    env = dict(os.environ, MICROPYPATH=f"{build}:{ROOT / 'tests' / 'firmware'}:.frozen:{MPSRC}")
     r = subprocess.run([mp, "-X", "heapsize=2m", str(ROOT / "tests" / "mp32" / "app_heap.py"),
                         "pm-gnss"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=600)
     a = _kv(r.stdout).get("peak_heap_bytes_pm_gnss")
-    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'tests' / 'firmware'}:.frozen:{ROOT}")
+    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'tests' / 'firmware'}:.frozen:{MPSRC}")
     r = subprocess.run([mp, "-X", "heapsize=2m", str(ROOT / "tests" / "mp32" / "romfs_heap.py"),
                         str(img), "pm-gnss"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=600)
@@ -118,7 +120,7 @@ def heap_and_flash(work: Path) -> None:
     if a and b:
         print(f"ratio_romfs_to_mpy={int(b) / int(a):.2f}")
     print(f"romfs_image_bytes={img.stat().st_size}")
-    env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
+    env = dict(os.environ, MICROPYPATH=f"{MPSRC}:.frozen")
     r = subprocess.run([mp, "-X", "heapsize=8m", str(ROOT / "benchmarks" / "mp_flash_wear.py")],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     print(r.stdout.strip() or f"# flash wear failed: {r.stderr[-500:]}")

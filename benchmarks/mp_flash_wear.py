@@ -13,9 +13,9 @@ import sys
 
 import vfs
 
-from boards.simflash import FIRMWARE_FILES_BYTES, LAYOUTS, NorFlash, Partition
-from firmware.journal_files import FileJournal
-from firmware.journal_ring import RingJournal
+from envbox.boards.simflash import FIRMWARE_FILES_BYTES, LAYOUTS, NorFlash, Partition
+from envbox.firmware.journal_files import FileJournal
+from envbox.firmware.journal_ring import RingJournal
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
 PAYLOAD = int(sys.argv[2]) if len(sys.argv) > 2 else 93

@@ -13,16 +13,12 @@
 #              hold_ms without an answer); writes from other ports meanwhile wait in the port's
 #              own buffer and go out in turn. A port that does not own the line reads nothing.
 #
-# On a device this file is /lib/boards/buses.py (tools/provision.py copies it); it runs under
+# On a device this file is /lib/envbox/boards/buses.py (tools/provision.py copies it); it runs under
 # MicroPython and, for the tests, CPython. Nothing here allocates after construction: pending
 # writes are copied into preallocated buffers and written through preallocated memoryviews.
 
-from firmware.boardbase import BoardBase
-
-try:
-    from firmware.compat import ticks_diff, ticks_ms
-except ImportError:  # CPython from the installed package
-    from envbox.firmware.compat import ticks_diff, ticks_ms  # pyright: ignore[reportMissingImports]
+from envbox.firmware.boardbase import BoardBase
+from envbox.firmware.compat import ticks_diff, ticks_ms
 
 try:
     from time import sleep_us as _sleep_us
@@ -348,8 +344,8 @@ def load_config(path="/config.json"):
 
 
 def make_driver(mod, cls, bus, cfg):
-    """firmware.drivers.<mod>.<cls>(bus, cfg), imported on demand (unfitted parts cost no RAM)."""
-    m = __import__("firmware.drivers." + mod, None, None, (cls,))
+    """envbox.firmware.drivers.<mod>.<cls>(bus, cfg), imported on demand (unfitted parts cost no RAM)."""
+    m = __import__("envbox.firmware.drivers." + mod, None, None, (cls,))
     return getattr(m, cls)(bus, cfg)
 
 

@@ -33,8 +33,8 @@
 
 import machine
 
-from firmware.drivers.nmea import GNSS
-from boards.buses import BridgeGPIOSelect, McuBoard, MuxUART, SC16IS7xx
+from envbox.boards.buses import BridgeGPIOSelect, McuBoard, MuxUART, SC16IS7xx
+from envbox.firmware.drivers.nmea import GNSS
 
 NAME = "esp32_lte"
 
@@ -139,7 +139,7 @@ class Board(McuBoard):
 
     # -- LTE -----------------------------------------------------------------------------------
     def _make_link(self, cfg):
-        from firmware.linkcell import CellLink
+        from envbox.firmware.linkcell import CellLink
         variant = self.modem_variant
         if variant not in MODEM_PINS:
             raise ValueError("modem %r: one of %s" % (variant, ", ".join(sorted(MODEM_PINS))))
@@ -169,7 +169,7 @@ class Board(McuBoard):
         except (ImportError, AttributeError):
             p = None
         if p:
-            from firmware.journal_ring import RingJournal
+            from envbox.firmware.journal_ring import RingJournal
             return RingJournal(p[0]).open()
         self.log("no %r partition: journal in littlefs files" % JOURNAL_PARTITION)
         return McuBoard.open_journal(self)

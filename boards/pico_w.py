@@ -33,8 +33,8 @@ import time
 
 import machine
 
-from firmware.drivers.nmea import GNSS
-from boards.buses import McuBoard, MuxUART, PinSelect
+from envbox.boards.buses import McuBoard, MuxUART, PinSelect
+from envbox.firmware.drivers.nmea import GNSS
 
 NAME = "pico_w"
 
@@ -110,7 +110,7 @@ class Board(McuBoard):
                          "0x%02x" % addr)
             else:
                 raise ValueError("module %r is not wired on %s" % (name, NAME))
-        from firmware.linkwifi import WifiLink
+        from envbox.firmware.linkwifi import WifiLink
         self.link = WifiLink(self, _wlan, cfg.get("wifi_ssid", ""), cfg.get("wifi_password", ""))
 
     # -- supervision (the reset cause, the RTC: McuBoard, BoardBase) ----------------------------

@@ -40,16 +40,9 @@ import json
 import os
 import time
 
-try:                                   # CPython: the installed envbox package
-    from envbox.firmware.boardbase import BoardBase
-    from envbox.firmware.compat import ticks_ms as _ticks_ms
-    from envbox.firmware.drivers.nmea import GNSS
-    _PKG = "envbox.firmware.drivers."
-except ImportError:                    # MicroPython (compile and import checks only)
-    from firmware.boardbase import BoardBase
-    from firmware.compat import ticks_ms as _ticks_ms
-    from firmware.drivers.nmea import GNSS
-    _PKG = "firmware.drivers."
+from envbox.firmware.boardbase import BoardBase
+from envbox.firmware.compat import ticks_ms as _ticks_ms
+from envbox.firmware.drivers.nmea import GNSS
 
 NAME = "rpi"
 
@@ -190,7 +183,7 @@ def _port_spec(spec, default_baud):
 
 
 def _driver(mod, cls, bus, cfg):
-    m = __import__(_PKG + mod, None, None, (cls,))
+    m = __import__("envbox.firmware.drivers." + mod, None, None, (cls,))
     return getattr(m, cls)(bus, cfg)
 
 

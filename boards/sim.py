@@ -54,10 +54,10 @@ import time
 
 import termios
 
-from firmware.boardbase import BoardBase
-from firmware.compat import ticks_diff
-from firmware.drivers import registry
-from firmware.drivers.nmea import GNSS
+from envbox.firmware.boardbase import BoardBase
+from envbox.firmware.compat import ticks_diff
+from envbox.firmware.drivers import registry
+from envbox.firmware.drivers.nmea import GNSS
 
 NAME = "sim"
 _TICKS_MASK = (1 << 30) - 1
@@ -240,7 +240,7 @@ class Board(BoardBase):
             self.ntp_port = int(port)
         m = cfg.get("modem")
         if m:
-            from boards.simmodem import make_link
+            from envbox.boards.simmodem import make_link
             self.link = make_link(self, m, {"apn": m.get("apn", "sim.envbox")})
             # the broker is reached through the modem's data link only
             host, _, port = m["proxy"].rpartition(":")
@@ -262,7 +262,7 @@ class Board(BoardBase):
                 self.journal_max_bytes = journal_bytes
             return
         import vfs
-        from boards.simflash import FIRMWARE_FILES_BYTES, LAYOUTS, NorFlash, Partition
+        from envbox.boards.simflash import FIRMWARE_FILES_BYTES, LAYOUTS, NorFlash, Partition
         if kind not in LAYOUTS:
             raise OSError("ENVBOX_FLASH=%s: one of esp32, pico_w, host" % kind)
         try:
@@ -302,7 +302,7 @@ class Board(BoardBase):
 
     def open_journal(self):
         if self._ring is not None:
-            from firmware.journal_ring import RingJournal
+            from envbox.firmware.journal_ring import RingJournal
             return RingJournal(self._ring).open()
         return BoardBase.open_journal(self)
 

@@ -207,8 +207,8 @@ class PPP:
 
 def make_link(board, desc, cfg=None, min_wall_ms=300):
     """The sim board's CellLink over the simulator's modem rig (sim.json "modem" = desc)."""
-    from boards.sim import PtyUART
-    from firmware.linkcell import CellLink
+    from envbox.boards.sim import PtyUART
+    from envbox.firmware.linkcell import CellLink
     variant = desc.get("variant", "sim7600")
     uart = PtyUART(desc["uart"])
     return CellLink(board, uart, pins_for(variant, desc["pins"]), PPP,

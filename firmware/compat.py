@@ -35,7 +35,7 @@ def ticks_add(a, b):
     return (a + b) & 0x3FFFFFFF
 
 
-_PKG = __name__[:__name__.rfind(".")]   # "firmware" on the box, "envbox.firmware" on a host
+_PKG = "envbox.firmware"    # one name on the box (/lib/envbox/firmware) and on a host
 
 
 def cold(name):

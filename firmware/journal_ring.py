@@ -13,10 +13,11 @@
 # Flash programming can only clear bits, so nothing is ever written twice: after a torn record
 # (power cut mid-write) or a failed write, appending continues in the next sector.
 #
-# Recovery at boot reads every sector's header (one 16-byte read each) and the newest sector's
-# records. Full: the next sector is erased; the unacknowledged samples it held are counted in
-# `dropped` (oldest first). Reading and appending allocate nothing: fixed buffers, and the
-# padded record sizes as preallocated memoryviews (a slice would be a new object every time).
+# Recovery at boot (firmware/ringopen.py, run once) reads every sector's header (one 16-byte read
+# each) and the newest sector's records. Full: the next sector is erased; the unacknowledged
+# samples it held are counted in `dropped` (oldest first). Reading and appending allocate
+# nothing: fixed buffers, and the padded record sizes as preallocated memoryviews (a slice would
+# be a new object every time).
 
 from .journal import HDR_BYTES, MAGIC, REC_OVERHEAD, JournalBase, crc16, u32
 
@@ -204,72 +205,10 @@ class RingJournal(JournalBase):
 
     # ------------------------------------------------------------ opening / recovery
     def open(self):
-        best = -1
-        top = -1
-        for k in range(self.nsec):
-            s = self._sector_header(k)
-            if s > top:
-                top = s
-                best = k
-        if best < 0:
-            self._start_sector(0)
-            self.oldest = 0
-            return self
-        self.last_serial = top
-        # the oldest live sector: the first valid one after the head, in ring order, whose
-        # serial belongs to this lap (a sector of an older lap was not erased since: stale)
-        k = (best + 1) % self.nsec
-        while k != best:
-            s = self._sector_header(k)
-            if s >= 0 and s > top - self.nsec:
-                break
-            k = (k + 1) % self.nsec
-        self.oldest = k
-        # replay the head sector: the last good record gives next_seq and the cursor
-        off = SEC_HDR
-        last = -1
-        released = 0
-        while True:
-            sq = self.read_record(best, off, None)
-            if sq < 0:
-                break
-            last = sq if self.last_n else sq - 1
-            released = u32(self._rec, 6)
-            off += padded(self.last_n)
-        self.cur_sec = best
-        self.cur_off = off
-        if last < 0 and best != self.oldest:
-            # an empty head sector (cut right after it was started): the newest record is in
-            # the sector before it
-            p = (best - 1) % self.nsec
-            o = SEC_HDR
-            while True:
-                sq = self.read_record(p, o, None)
-                if sq < 0:
-                    break
-                last = sq if self.last_n else sq - 1
-                released = u32(self._rec, 6)
-                o += padded(self.last_n)
-        if last >= 0:
-            self.next_seq = last + 1
-        self.acked.released = released if released <= self.next_seq else self.next_seq
-        if not self._rest_erased(best, off):
-            # a torn record (or garbage) at the end: never program over it
-            self.torn_tails += 1
-            self._broken = True
-        return self
-
-    def _rest_erased(self, sec, off):
-        c = bytearray(64)          # (boot only)
-        while off < SECTOR:
-            k = SECTOR - off if SECTOR - off < len(c) else len(c)
-            v = memoryview(c)[:k]
-            self._rd(sec, off, v)
-            for i in range(k):
-                if c[i] != 0xFF:
-                    return False
-            off += k
-        return True
+        """Recover the ring's state from the flash (boot only: firmware/ringopen.py, loaded
+        for it and dropped after)."""
+        from .compat import cold
+        return cold("ringopen").open(self)
 
     def _start_sector(self, sec):
         """Erase `sec` (dropping what it held) and write its header."""

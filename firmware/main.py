@@ -1,6 +1,7 @@
 # Entry point. On a device, the provisioning tool copies boards/<name>.py to /board.py and the
-# firmware package to /lib/firmware; under the Unix port (tests, demo) ENVBOX_BOARD names the
-# board module in boards/ (default `sim`).
+# firmware package to /lib/envbox/firmware: it imports as envbox.firmware there as on a host (one
+# name everywhere); under the Unix port (tests, demo) ENVBOX_BOARD names the board module in
+# envbox.boards (default `sim`).
 #
 # Safe mode (docs/boards.md, "Safe mode"): before anything that could fail or arm the watchdog,
 # the box checks for a reason to start no app and leave the REPL to mpremote:
@@ -62,8 +63,8 @@ def main():
         # the Unix port: tests, the demo; errors propagate (the harness reads them)
         import os
         name = os.getenv("ENVBOX_BOARD") or "sim"
-        board = __import__("boards." + name, None, None, (name,))
-        from firmware import app
+        board = __import__("envbox.boards." + name, None, None, (name,))
+        from envbox.firmware import app
         app.run(board.make())
         return
     why = safe_mode()
@@ -72,7 +73,7 @@ def main():
         return
     try:
         import board  # pyright: ignore[reportMissingImports]  (the provisioned /board.mpy)
-        from firmware import app
+        from envbox.firmware import app
         b = board.make()
     except Exception as e:  # noqa: BLE001 - before the watchdog: reset rather than sit at REPL
         _crashed(e)

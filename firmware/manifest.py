@@ -9,7 +9,12 @@
 # and /config.json on its filesystem (`envbox flash` writes them; the frozen package wins over a
 # /lib copy because frozen modules come first on sys.path). Not built here: no ESP-IDF or
 # Pico SDK on this machine; tests/test_romfs.py runs the equivalent ROMFS image instead.
+#
+# The packages freeze under the one name they have everywhere, envbox.firmware and envbox.boards:
+# from build/mppath, the envbox/ tree over the sources that tools/mpybuild.py source_root() makes
+# (run `.venv/bin/python -c "from envbox.mpybuild import source_root; source_root()"` first).
 
 include("$(PORT_DIR)/boards/manifest.py")       # the port's own frozen modules (asyncio, ...)
-package("firmware", base_path="..", opt=3)
-package("boards", files=("__init__.py", "buses.py"), base_path="..", opt=3)
+freeze("../build/mppath", ("envbox/__init__.py", "envbox/boards/__init__.py",
+                           "envbox/boards/buses.py"), opt=3)
+package("envbox/firmware", base_path="../build/mppath", opt=3)

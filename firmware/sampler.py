@@ -34,32 +34,13 @@ _FIX_RECENT_S = const(5)           # a receiver with a fix this recent is waited
 
 class Applied:
     """A validated config (firmware/config.py) compiled for the sampler's integer hot path."""
+    # cfg, version, period_s, enabled_mask (a bit per wire channel), any_cal, and slope_e4 and
+    # offset_raw (per channel; None without a calibration): set by channels.compile_into
 
     def __init__(self, cfg):
-        self.cfg = cfg
-        self.version = cfg["version"]
-        self.period_s = cfg["period_s"]
-        chs = cold("channels").CHANNELS      # the names, for this compile only
-        names = [c[0] for c in chs]
-        mask = (1 << wire.N_CHANNELS) - 1
-        if cfg["channels"] is not None:
-            mask = 0
-            for n in cfg["channels"]:
-                mask |= 1 << names.index(n)
-        self.enabled_mask = mask
-        self.any_cal = False
-        self.slope_e4 = self.offset_raw = None    # (only a box with a calibration needs them)
-        if cfg["cal"]:
-            self.slope_e4 = [_SLOPE_ONE] * wire.N_CHANNELS
-            self.offset_raw = [0] * wire.N_CHANNELS
-        for n in cfg["cal"]:
-            i = names.index(n)
-            c = cfg["cal"][n]
-            self.slope_e4[i] = int(c["slope"] * _SLOPE_ONE + 0.5)
-            o = c["offset"] * chs[i][1]
-            self.offset_raw[i] = int(o + 0.5) if o >= 0 else -int(-o + 0.5)
-            if self.slope_e4[i] != _SLOPE_ONE or self.offset_raw[i]:
-                self.any_cal = True
+        # names to indices, the mask and the calibration tables: firmware/channels.py (loaded
+        # for this compile only, with the names)
+        cold("channels").compile_into(self, cfg)
 
     def apply(self, s):
         """Disable channels and correct values of Sample s in place; no allocation."""

@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 from envbox import bench
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 MP = os.path.join(os.path.dirname(sys.executable), "micropython")
 
 FAKE_MACHINE = r'''
@@ -92,7 +94,7 @@ def reset_cause():
 '''
 
 BOARD = '''
-from boards import esp32_lte
+from envbox.boards import esp32_lte
 def make():
     return esp32_lte.Board({"device_id": "sj-bench", "broker": "mqtt.example:8883",
                             "apn": "cmnet", "modules": ["pms5003", "sht4x", "scd4x"]})
@@ -104,7 +106,7 @@ def run_script(tmp_path, modem_on=True, boot_s=1, sample_s=1):
     (tmp_path / "board.py").write_text(BOARD)
     script = tmp_path / "bench_on_box.py"
     script.write_text(bench.bench_script(boot_s, sample_s))
-    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{ROOT}:.frozen")
+    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{MPSRC}:.frozen")
     return subprocess.run([MP, "-X", "heapsize=1m", str(script)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -152,7 +154,7 @@ def test_bench_check_enters_and_leaves_safe_mode_around_the_script(tmp_path, cap
             return subprocess.CompletedProcess(cmd, 0, "ENVBOX-SAFE False\n", "")
         if "run" in cmd:
             # the script mpremote would send to the box, run by the Unix port instead
-            env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{ROOT}:.frozen")
+            env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{MPSRC}:.frozen")
             return subprocess.run([MP, "-X", "heapsize=1m", cmd[-1]], cwd=tmp_path, env=env,
                                   capture_output=True, text=True, timeout=120)
         return subprocess.CompletedProcess(cmd, 0, "", "")

@@ -25,8 +25,10 @@ import pytest
 
 from drivers_link import T0_S, I2CLink, Recorder, SerialLink
 from stubsig import StubMismatch, strict_module
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 
 WIRE_BAUD_UNSET = 0
 
@@ -339,12 +341,10 @@ NO_WARMUP = {"cfg": {n: {"warmup_ms": 0} for n in ("ze03_o3", "ze03_no2", "ze03_
 
 def import_board(name, machine_mod):
     sys.modules["machine"] = machine_mod
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    for mod in ("boards." + name, "boards.buses"):
+    for mod in ("envbox.boards." + name, "envbox.boards.buses"):
         sys.modules.pop(mod, None)
     import importlib
-    return importlib.import_module("boards." + name)
+    return importlib.import_module("envbox.boards." + name)
 
 
 @pytest.fixture
@@ -360,7 +360,7 @@ def restore_modules():
 def run_samples(board, clock, slots_s, step_ms=5):
     """The sampler's cycle per slot: request all, poll until all ready or the board's answer
     timeout, fill one wire.Sample. Polls every step_ms in between (the io loop)."""
-    import firmware.wire as wire
+    import envbox.firmware.wire as wire
     t = clock.t_ms
     for d in board.sensors:
         d.start(t)
@@ -389,7 +389,7 @@ def run_samples(board, clock, slots_s, step_ms=5):
 
 
 def check_samples(samples, truth, serial):
-    import firmware.wire as wire
+    import envbox.firmware.wire as wire
 
     def last(kind):
         r = truth.last(kind)
@@ -424,7 +424,7 @@ def check_samples(samples, truth, serial):
 def plan_rules(board, uart_ids_free):
     """No two modules on one UART unless behind the mux/bridge; every driver constructed;
     channel coverage complete."""
-    import firmware.wire as wire
+    import envbox.firmware.wire as wire
     plan = board.bus_plan()
     names = [p[0] for p in plan]
     assert len(names) == len(set(names))
@@ -505,8 +505,7 @@ def test_esp32_lte_bridge_mux_rs485_plan_and_samples(restore_modules):
 
 
 def test_mux_releases_a_silent_module_after_hold_and_serves_the_queue(restore_modules):
-    sys.path.insert(0, str(ROOT))
-    from boards.buses import MuxUART
+    from envbox.boards.buses import MuxUART
     clock = Clock()
     sel = []
     mux = MuxUART(NullUART(), sel.append, clock, hold_ms=100, gap_ms=10)
@@ -565,7 +564,7 @@ def reset_cause():
 MP_SCRIPT = '''
 import json, sys
 for name in ("pico_w", "esp32_lte"):
-    m = __import__("boards." + name, None, None, ("Board",))
+    m = __import__("envbox.boards." + name, None, None, ("Board",))
     b = m.Board({"device_id": "mp"})
     print(json.dumps({"board": name, "plan": [list(p) for p in b.bus_plan()],
                       "sensors": len(b.sensors)}))
@@ -576,7 +575,7 @@ def test_boards_import_and_build_under_micropython(tmp_path):
     (tmp_path / "machine.py").write_text(MP_MACHINE)
     (tmp_path / "run.py").write_text(MP_SCRIPT)
     exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    env = dict(os.environ, MICROPYPATH="%s:%s:.frozen" % (tmp_path, ROOT))
+    env = dict(os.environ, MICROPYPATH="%s:%s:.frozen" % (tmp_path, MPSRC))
     r = subprocess.run([exe, str(tmp_path / "run.py")], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

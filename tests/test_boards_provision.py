@@ -29,8 +29,9 @@ def test_staged_image_runs_from_mpy_files(tmp_path, capsys, board, extra):
     out = json.loads(capsys.readouterr().out)
     assert "s3cret" not in json.dumps(out)
     files = {str(p.relative_to(img)) for p in img.rglob("*") if p.is_file()}
-    assert {"main.py", "board.mpy", "config.json", "lib/boards/buses.mpy",
-            "lib/firmware/app.mpy", "lib/firmware/drivers/pms5003.mpy"} <= files
+    assert {"main.py", "board.mpy", "config.json", "lib/envbox/__init__.mpy",
+            "lib/envbox/boards/buses.mpy", "lib/envbox/firmware/app.mpy",
+            "lib/envbox/firmware/drivers/pms5003.mpy"} <= files
     assert not [f for f in files if f.endswith(".py") and f != "main.py"]
     cfg = json.loads((img / "config.json").read_text())
     assert cfg["device_id"] == "sj-042" and cfg["broker"] == "10.1.2.3:1883"

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 MP_TESTS = sorted(glob.glob(str(ROOT / "tests" / "firmware" / "test_*.py")))
 
 
@@ -22,7 +24,7 @@ def micropython_exe() -> str:
 
 
 def run_mp(script: str, *args: str, heap: str = "4m", timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MICROPYPATH=f"{ROOT}:{ROOT / 'tests' / 'firmware'}:.frozen")
+    env = dict(os.environ, MICROPYPATH=f"{MPSRC}:{ROOT / 'tests' / 'firmware'}:.frozen")
     return subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", script, *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 

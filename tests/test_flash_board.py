@@ -144,7 +144,10 @@ def test_probe_under_micropython_finds_stale_files_and_leaves_data_alone(tmp_pat
     board = tmp_path / "board-fs"
     import shutil
     shutil.copytree(out, board)
-    (board / "lib" / "firmware" / "old_module.mpy").write_bytes(b"M\x06\x00\x1f")
+    (board / "lib" / "envbox" / "firmware" / "old_module.mpy").write_bytes(b"M\x06\x00\x1f")
+    # an image from before the one-name layout (/lib/firmware): flashing the new one removes it
+    (board / "lib" / "firmware").mkdir()
+    (board / "lib" / "firmware" / "app.mpy").write_bytes(b"M\x06\x00\x1f")
     (board / "board.py").write_text("# an older image's board as source\n")
     (board / "data").mkdir()
     (board / "data" / "state.json").write_text("{}")
@@ -152,10 +155,10 @@ def test_probe_under_micropython_finds_stale_files_and_leaves_data_alone(tmp_pat
                        text=True, timeout=60)
     probe = flashimg.parse_probe(r.stdout)
     paths = {p for p, _ in probe["files"]}
-    assert "/lib/firmware/app.mpy" in paths and "/config.json" in paths
+    assert "/lib/envbox/firmware/app.mpy" in paths and "/config.json" in paths
     assert not any(p.startswith("/data") for p in paths)
     stale = flashimg.stale_files(probe["files"], provision.image_paths(out, files, None))
-    assert stale == ["/board.py", "/lib/firmware/old_module.mpy"]
+    assert stale == ["/board.py", "/lib/envbox/firmware/old_module.mpy", "/lib/firmware/app.mpy"]
     # the Unix port is not the ESP32: refused
     mpy = flashimg.mpy_header(out / "board.mpy")
     with pytest.raises(FlashError, match="for 'linux'"):
@@ -196,7 +199,9 @@ class Recorder:
 
 def test_flash_from_the_fleet_checks_removes_copies_and_records(tmp_path, fleet, capsys):
     probe = {"platform": "esp32", "version": [1, 25, 0], "mpy": (10 << 10) | (3 << 8) | 6,
-             "files": [["/lib/firmware/app.mpy", 100], ["/lib/firmware/gone.mpy", 50],
+             "files": [["/lib/envbox/firmware/app.mpy", 100],
+                       ["/lib/envbox/firmware/gone.mpy", 50],
+                       ["/lib/firmware/app.mpy", 100],      # the layout before envbox/
                        ["/config.json", 10], ["/safe_mode", 0]]}
     rec = Recorder(probe)
     out = tmp_path / "stage"
@@ -205,11 +210,13 @@ def test_flash_from_the_fleet_checks_removes_copies_and_records(tmp_path, fleet,
     assert rc == 0, capsys.readouterr().err
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert lines[0]["config"]["mqtt_password"] == "***" and lines[0]["board"] == "esp32_lte"
-    assert lines[-1]["removed"] == ["/lib/firmware/gone.mpy", "/safe_mode"]
+    assert lines[-1]["removed"] == ["/lib/envbox/firmware/gone.mpy", "/lib/firmware/app.mpy",
+                                    "/safe_mode"]
     probe_call, copy_call = rec.calls
     assert probe_call[3] == "exec"
     joined = " ".join(copy_call)
-    assert "fs rm :/lib/firmware/gone.mpy +" in joined and "fs rm :/safe_mode +" in joined
+    assert "fs rm :/lib/envbox/firmware/gone.mpy +" in joined and "fs rm :/safe_mode +" in joined
+    assert "fs rm :/lib/firmware/app.mpy +" in joined
     assert copy_call[-1] == "reset" and ":config.json" in joined
     assert not any(":/data" in c for c in copy_call)
     # the staged config.json is the fleet's, private

@@ -16,13 +16,15 @@ import pytest
 from envbox import servers
 from envbox.simulator.clock import VirtualClock
 from envbox.simulator.sntp import SNTPServer
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 MP = os.path.join(os.path.dirname(sys.executable), "micropython")
 
 SCRIPT = r'''
 import asyncio, json, sys, time
-from firmware.link import Link
+from envbox.firmware.link import Link
 
 class Board:
     poll_ms = 5
@@ -77,7 +79,7 @@ asyncio.run(main())
 def run_mp(tmp_path, args):
     p = tmp_path / "linkhost.py"
     p.write_text(SCRIPT)
-    env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
+    env = dict(os.environ, MICROPYPATH=f"{MPSRC}:.frozen")
     r = subprocess.run([MP, str(p), json.dumps(args)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=60)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]

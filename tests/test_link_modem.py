@@ -19,8 +19,10 @@ import pytest
 from envbox import servers
 from stubsig import check_call
 from envbox.simulator.run import Simulation
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 SCRIPT = ROOT / "tests" / "firmware" / "linkrun.py"
 MP = os.path.join(os.path.dirname(sys.executable), "micropython")
 WARP = 60
@@ -52,7 +54,7 @@ class Run:
         return self.sim.start_virtual_s + t_s
 
     def firmware(self, until_s, fail_at_s=-1):
-        env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen",
+        env = dict(os.environ, MICROPYPATH=f"{MPSRC}:.frozen",
                    ENVBOX_STATE_DIR=str(self.sim.run_dir) + "/flash")
         p = subprocess.Popen([MP, "-X", "heapsize=256k", str(SCRIPT), self.sim.sim_json_path,
                               str(until_s), str(fail_at_s)], cwd=ROOT, env=env,

@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 from stubsig import check_call
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 MP = os.path.join(os.path.dirname(sys.executable), "micropython")
 
 SCRIPT = r'''
 import asyncio, json, time
-from firmware.linkwifi import WifiLink
+from envbox.firmware.linkwifi import WifiLink
 
 CALLS = []
 T = [0]
@@ -123,7 +125,7 @@ asyncio.run(main())
 def test_wifi_link_reports_status_codes_rejoins_and_recycles(tmp_path):
     p = tmp_path / "wifi.py"
     p.write_text(SCRIPT)
-    r = subprocess.run([MP, str(p)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen"),
+    r = subprocess.run([MP, str(p)], cwd=ROOT, env=dict(os.environ, MICROPYPATH=f"{MPSRC}:.frozen"),
                        capture_output=True, text=True, timeout=120)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert r.returncode == 0 and lines, r.stdout + r.stderr

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from envbox.mpybuild import source_root
 
 ROOT = Path(__file__).resolve().parent.parent
+MPSRC = source_root()     # firmware/ and boards/ as envbox.firmware, envbox.boards
 MP = os.path.join(os.path.dirname(sys.executable), "micropython")
 
 FAKE_MACHINE = '''
@@ -35,13 +37,13 @@ def make():
 
 SCRIPT = '''
 import sys
-import firmware.main as m
+import envbox.firmware.main as m
 m.PLATFORM = "esp32"
 m.SAFE_FLAG = %r
 m.CRASH_LOG = %r
 m.CRASH_RESET_DELAY_S = 0
 m.main()
-print("APP" if "firmware.app" in sys.modules else "NOAPP")
+print("APP" if "envbox.firmware.app" in sys.modules else "NOAPP")
 '''
 
 
@@ -52,7 +54,7 @@ def run(tmp_path, held=False, flag=False):
         (tmp_path / "safe_mode").write_text("")
     script = tmp_path / "boot.py"
     script.write_text(SCRIPT % (str(tmp_path / "safe_mode"), str(tmp_path / "last_crash.txt")))
-    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{ROOT}:.frozen")
+    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{MPSRC}:.frozen")
     r = subprocess.run([MP, str(script)], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

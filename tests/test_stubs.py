@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from envbox.mpybuild import source_root   # firmware/, boards/ as envbox.firmware, .boards
+
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / ".venv" / "stubs"
 PYRIGHT = Path(sys.executable).parent / "basedpyright"
@@ -62,7 +64,8 @@ def pyright(port, tmp_path):
         pytest.fail(f"MicroPython stubs missing in {stubs}: run `make setup`")
     cfg = dict(RULES, include=[str(ROOT / p) for p in RUNS[port]],
                exclude=[str(ROOT / "firmware" / "main.py")] if port == "esp32" else [],
-               typeshedPath=str(stubs), stubPath=str(stubs), extraPaths=[str(ROOT), str(stubs)],
+               typeshedPath=str(stubs), stubPath=str(stubs),
+               extraPaths=[str(source_root()), str(stubs)],
                pythonVersion="3.11", pythonPlatform="Linux")
     conf = tmp_path / f"pyright-{port}.json"
     conf.write_text(json.dumps(cfg))

@@ -85,13 +85,13 @@ def wifi(b):
 
 
 async def sample(b):
-    from firmware import wire
+    from envbox.firmware import wire
     t0 = b.ticks_ms()
     for d in b.sensors:
         d.start(t0)
     g = b.gnss
     g.start(t0)
-    from firmware.compat import ticks_diff
+    from envbox.firmware.compat import ticks_diff
     while ticks_diff(b.ticks_ms(), t0) < SAMPLE_S * 1000:
         now = b.ticks_ms()
         g.poll(now)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import parts
+from . import mpybuild, parts
 
 REPO = Path(__file__).resolve().parent.parent
 MP_SCRIPT = REPO / "tools" / "decode_mp.py"
@@ -124,7 +124,7 @@ def _order(rec: dict) -> dict:
 
 def run(sensor: str, path: Path, hex_mode: bool, opts: dict, out=None) -> int:
     out = out or sys.stdout
-    env = dict(os.environ, MICROPYPATH=f"{REPO}:.frozen")
+    env = dict(os.environ, MICROPYPATH=f"{mpybuild.source_root()}:.frozen")
     args = [micropython_exe(), "-X", "heapsize=8m", str(MP_SCRIPT), sensor, str(path),
             "hex" if hex_mode else "raw"]
     args += [f"{k}={v}" for k, v in opts.items() if v is not None]

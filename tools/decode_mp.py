@@ -4,8 +4,9 @@
 #
 #   micropython tools/decode_mp.py PROTOCOL FILE raw|hex [key=value ...]
 #
-# Run with MICROPYPATH=<repo root>. The arguments were checked by tools/decode.py (a protocol of
-# the registry, readable file, valid hex); this script trusts them.
+# Run with MICROPYPATH=<tools/mpybuild.py source_root()> (the firmware as envbox.firmware). The
+# arguments were checked by tools/decode.py (a protocol of the registry, readable file, valid
+# hex); this script trusts them.
 #
 # UART parts: every byte goes through the part's framer (the family's frame parser the driver
 # mixes in: push() -> a verdict per complete frame) and every verdict into the driver's take()
@@ -19,9 +20,9 @@ import sys
 import json
 import binascii
 
-from firmware import wire
-from firmware.drivers import registry
-from firmware.drivers.frames import CHECKSUM, FRAMING, GOOD, OVERLONG
+from envbox.firmware import wire
+from envbox.firmware.drivers import registry
+from envbox.firmware.drivers.frames import CHECKSUM, FRAMING, GOOD, OVERLONG
 
 NOW_MS = 1000000        # board clock for UART drivers: started at 0, so every warm-up is over
 _S2020 = 1577836800

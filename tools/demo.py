@@ -51,7 +51,7 @@ def firmware_env(sim_json: str, broker_port: int, extra: dict | None = None,
                  mpy_dir: Path | None = None) -> dict:
     env = dict(os.environ)
     env.update({
-        "MICROPYPATH": f"{mpy_dir or REPO}:.frozen",
+        "MICROPYPATH": f"{mpy_dir or mpybuild.source_root()}:.frozen",
         "ENVBOX_BOARD": "sim",
         "ENVBOX_SIM_JSON": sim_json,
         "ENVBOX_BROKER": f"127.0.0.1:{broker_port}",
@@ -70,7 +70,7 @@ def start_firmware(sim_json: str, broker_port: int, log_path: Path, heap: str = 
     log = open(log_path, "ab")
     try:
         return subprocess.Popen([micropython_exe(), "-X", f"heapsize={heap}", "-m",
-                                 "firmware.main"],
+                                 "envbox.firmware.main"],
                                 cwd=cwd or Path(log_path).parent,
                                 env=firmware_env(sim_json, broker_port, extra_env, mpy_dir),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -10,8 +10,9 @@
   refused when the board cannot load the image's bytecode (another .mpy major version, a small
   int wider than the port's), runs another port than the board file is for, or a MicroPython
   older than MIN_MICROPYTHON.
-- **files the image no longer has** are removed (only under /lib/firmware, /lib/boards and the
-  image's top-level files: never /data, where the journal and state live).
+- **files the image no longer has** are removed (only under /lib/envbox, an older image's
+  /lib/firmware and /lib/boards, and the image's top-level files: never /data, where the journal
+  and state live).
 
 Nothing here needs a device to be tested: the probe script runs under the Unix port over a staged
 image, the commands are built and checked (esptool's own parser reads the esptool command),
@@ -38,7 +39,9 @@ UF2_MAGIC0, UF2_MAGIC1, UF2_MAGIC_END = 0x0A324655, 0x9E5D5157, 0x0AB16F30
 UF2_FAMILY_RP2040 = 0xE48BFF56
 UF2_FLAG_FAMILY = 0x00002000
 # what the image owns on the board's filesystem: these go, when the new image lacks them
-MANAGED_DIRS = ("/lib/firmware", "/lib/boards")
+# (/lib/firmware and /lib/boards: where images before the one-name layout put the packages, so
+# flashing a box of that age removes them)
+MANAGED_DIRS = ("/lib/envbox", "/lib/firmware", "/lib/boards")
 MANAGED_FILES = ("/main.py", "/board.mpy", "/board.py", "/config.json", "/safe_mode")
 PROBE_TAG = "ENVBOX-PROBE "
 

@@ -9,8 +9,11 @@ The image is what runs on the box (firmware/main.py explains the layout):
     /board.mpy           boards/<BOARD>.py compiled: `import board` finds it
     /config.json         this device's settings (device id, broker, network, modules, and from
                          the fleet: its login password, the CA certificate, its config key)
-    /lib/firmware/...    the firmware package, compiled with mpy-cross (RAM: no compile on device)
-    /lib/boards/...      boards/__init__ and boards/buses (the bus classes the board imports)
+    /lib/envbox/__init__.mpy      empty: the package the host calls envbox, under the same name
+    /lib/envbox/firmware/...      the firmware package (envbox.firmware), compiled with mpy-cross
+                                  (RAM: no compile on device)
+    /lib/envbox/boards/...        boards/__init__ and boards/buses (envbox.boards.buses, the bus
+                                  classes the board imports)
 
 With --romfs the firmware package (/lib) goes into a ROMFS image (`romfs.img` beside the staged
 files, built by `mpremote romfs build`) instead of the filesystem: a MicroPython 1.25+ image with
@@ -45,7 +48,7 @@ from pathlib import Path
 from . import flashimg
 from .fleet import Fleet, UsageError, check_broker, check_device_id, firmware_version, now_iso
 from .flashimg import FlashError
-from .mpybuild import REPO, build
+from .mpybuild import PACKAGE, REPO, build
 
 BOARDS = ("esp32_lte", "pico_w")
 EXIT_USAGE = 2
@@ -112,17 +115,20 @@ def stage(board: str, cfg: dict, out: Path, build_dir: Path, safe_mode: bool = F
     build(build_dir)
     if out.exists():
         shutil.rmtree(out)
-    (out / "lib" / "firmware").mkdir(parents=True)
-    (out / "lib" / "boards").mkdir(parents=True)
+    pkg = build_dir / PACKAGE           # the build: envbox/{__init__, firmware/, boards/}.mpy
+    lib = out / "lib" / PACKAGE         # the box: the same package name as on the host
+    (lib / "firmware").mkdir(parents=True)
+    (lib / "boards").mkdir(parents=True)
     shutil.copy(REPO / "firmware" / "main.py", out / "main.py")
-    shutil.copy(build_dir / "boards" / f"{board}.mpy", out / "board.mpy")
+    shutil.copy(pkg / "boards" / f"{board}.mpy", out / "board.mpy")
+    shutil.copy(pkg / "__init__.mpy", lib / "__init__.mpy")
     for name in ("__init__.mpy", "buses.mpy"):
-        shutil.copy(build_dir / "boards" / name, out / "lib" / "boards" / name)
-    for src in sorted((build_dir / "firmware").rglob("*.mpy")):
-        rel = src.relative_to(build_dir / "firmware")
+        shutil.copy(pkg / "boards" / name, lib / "boards" / name)
+    for src in sorted((pkg / "firmware").rglob("*.mpy")):
+        rel = src.relative_to(pkg / "firmware")
         if rel.name == "main.mpy":
             continue
-        dst = out / "lib" / "firmware" / rel
+        dst = lib / "firmware" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, dst)
     (out / "config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")

@@ -68,5 +68,5 @@ def make(name, bus, cfg=None):
     if cfg:
         c.update(cfg)
     mod, _, cls = f[1].partition(".")
-    m = __import__(__name__.rpartition(".")[0] + "." + mod, None, None, (cls,))
+    m = __import__("envbox.firmware.drivers." + mod, None, None, (cls,))
     return getattr(m, cls)(bus, c)

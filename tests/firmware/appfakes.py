@@ -68,16 +68,16 @@ def kit_buses(kit):
 
 def kit_drivers(buses):
     """The real drivers on those buses, in the board's order."""
-    from firmware.drivers.pms5003 import PMS5003
+    from envbox.firmware.drivers.pms5003 import PMS5003
     ds = [PMS5003(buses["pms5003"], {})]
     if "ze08" in buses:
-        from firmware.drivers.mhz19b import MHZ19B
-        from firmware.drivers.modbus_noise import ModbusNoise
-        from firmware.drivers.scd4x import SCD4x
-        from firmware.drivers.sds011 import SDS011
-        from firmware.drivers.sht4x import SHT4x
-        from firmware.drivers.ze03 import ZE03
-        from firmware.drivers.ze08 import ZE08
+        from envbox.firmware.drivers.mhz19b import MHZ19B
+        from envbox.firmware.drivers.modbus_noise import ModbusNoise
+        from envbox.firmware.drivers.scd4x import SCD4x
+        from envbox.firmware.drivers.sds011 import SDS011
+        from envbox.firmware.drivers.sht4x import SHT4x
+        from envbox.firmware.drivers.ze03 import ZE03
+        from envbox.firmware.drivers.ze08 import ZE08
         for gas in ("o3", "no2", "so2", "co"):
             ds.append(ZE03(buses["ze03_" + gas], {"gas": gas}))
         ds.append(ZE08(buses["ze08"], {}))
@@ -168,14 +168,14 @@ _N = [0]
 
 def FakeBoard(kit="pm-gnss", journal_sectors=16, state_dir=None, buses=None, partition=None):
     """A board (firmware/boardbase.py) with the kit's real drivers on scripted buses."""
-    from firmware.boardbase import BoardBase
-    from firmware.drivers.nmea import GNSS
+    from envbox.firmware.boardbase import BoardBase
+    from envbox.firmware.drivers.nmea import GNSS
 
     class _Board(BoardBase):
         NAME = "fake"
 
         def open_journal(self):
-            from firmware.journal_ring import RingJournal
+            from envbox.firmware.journal_ring import RingJournal
             return RingJournal(self.partition).open()
 
         def ticks_ms(self):
@@ -354,7 +354,7 @@ class Script:
 
     def data_seqs(self):
         """Every seq sent on the data topic, in order (batches expanded)."""
-        from firmware import wire
+        from envbox.firmware import wire
         out = []
         for topic, payload, pid, qos, retain in self.sent:
             if topic.endswith(b"/data"):

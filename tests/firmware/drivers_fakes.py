@@ -135,11 +135,12 @@ def vectors(name):
     import sys
     import json
     for p in sys.path:
-        try:
-            with open(p + "/tests/vectors/" + name + ".json") as f:
-                return json.load(f)
-        except OSError:
-            pass
+        for r in (p + "/../..", p):         # tests/firmware, or the repository root
+            try:
+                with open(r + "/tests/vectors/" + name + ".json") as f:
+                    return json.load(f)
+            except OSError:
+                pass
     raise OSError("vectors %s not found" % name)
 
 

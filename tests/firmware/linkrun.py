@@ -16,11 +16,11 @@ import json
 import sys
 import time
 
-from boards import sim as simboard
-from boards import simmodem
-from boards.simmodem import make_link
-from firmware.compat import ticks_diff
-from firmware.mqtt import MQTTClient
+from envbox.boards import sim as simboard
+from envbox.boards import simmodem
+from envbox.boards.simmodem import make_link
+from envbox.firmware.compat import ticks_diff
+from envbox.firmware.mqtt import MQTTClient
 
 simmodem.CALLS = []
 board = simboard.Board(sys.argv[1])

@@ -3,8 +3,9 @@
 # A firmware test file defines functions named test_*; it ends with
 #     import mptest; mptest.main(globals())
 # tests/test_firmware_mp.py runs every tests/firmware/test_*.py under `micropython` (with the
-# repository root and tests/firmware on sys.path) and fails when the process does not print
-# "MPTEST OK" as its last line. Vectors: mptest.vectors("pms5003") reads tests/vectors/pms5003.json.
+# firmware as envbox.firmware (tools/mpybuild.py source_root) and tests/firmware on sys.path) and
+# fails when the process does not print "MPTEST OK" as its last line. Vectors:
+# mptest.vectors("pms5003") reads tests/vectors/pms5003.json (found through tests/firmware).
 import sys
 import json
 
@@ -15,12 +16,13 @@ def _root():
     global ROOT
     if ROOT is None:
         for p in sys.path:
-            try:
-                open(p + "/tests/vectors/wire.json").close()
-                ROOT = p
-                break
-            except OSError:
-                pass
+            for r in (p + "/../..", p):     # tests/firmware, or the repository root
+                try:
+                    open(r + "/tests/vectors/wire.json").close()
+                    ROOT = r
+                    return ROOT
+                except OSError:
+                    pass
     return ROOT
 
 

@@ -9,9 +9,9 @@ import os
 import micropython
 import mptest
 from appfakes import FakeBoard, Script, nmea_second
-from firmware import app as A
-from firmware import wire
-from firmware.clock import SOURCE_GNSS, SOURCE_NONE, SOURCE_NTP, SOURCE_RTC, Clock
+from envbox.firmware import app as A
+from envbox.firmware import wire
+from envbox.firmware.clock import SOURCE_GNSS, SOURCE_NONE, SOURCE_NTP, SOURCE_RTC, Clock
 
 T0 = 218000000      # seconds since 2020: 2026-11-28
 MASK = (1 << 30) - 1

@@ -9,8 +9,8 @@ import json
 
 import mptest
 from appfakes import FakeBoard, Script
-from firmware import app as A
-from firmware import config as C
+from envbox.firmware import app as A
+from envbox.firmware import config as C
 
 KEY = bytes(range(32))
 DEV = b"sj-001"
@@ -147,7 +147,7 @@ def _has_ssl():
 
 
 def test_boards_read_login_tls_and_key_in_one_place():
-    from firmware.boardbase import BoardBase
+    from envbox.firmware.boardbase import BoardBase
     tls = _has_ssl()       # the 32-bit WebAssembly build has no ssl module
     cfg = {"device_id": "sj-007", "broker": "mqtt.fleet.example:8883", "mqtt_password": "pw7",
            "config_key": _hex(KEY), "modules": ["pms5003"]}

@@ -4,7 +4,7 @@ import micropython
 import mptest
 from mptest import eq
 from drivers_fakes import vectors, unhex
-from firmware.drivers import checksums
+from envbox.firmware.drivers import checksums
 
 V = vectors("checksums")
 

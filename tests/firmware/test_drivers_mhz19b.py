@@ -3,8 +3,8 @@ import micropython
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeUART, LCG, feed, vectors, unhex
-from firmware import wire
-from firmware.drivers.mhz19b import MHZ19B, range_command
+from envbox.firmware import wire
+from envbox.firmware.drivers.mhz19b import MHZ19B, range_command
 
 V = vectors("mhz19b")
 CH = wire.CH_CO2

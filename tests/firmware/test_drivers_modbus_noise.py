@@ -4,8 +4,8 @@ import micropython
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeUART, LCG, feed, vectors, unhex
-from firmware import wire
-from firmware.drivers.modbus_noise import ModbusNoise
+from envbox.firmware import wire
+from envbox.firmware.drivers.modbus_noise import ModbusNoise
 
 V = vectors("modbus")
 
@@ -20,7 +20,7 @@ def make(**cfg):
 def reply(raw, addr=1, func=3):
     # frames built from the vector file's known-good replies where possible; otherwise with the
     # CRC from the firmware's own checksum module (tested against known answers separately)
-    from firmware.drivers.checksums import modbus_crc16
+    from envbox.firmware.drivers.checksums import modbus_crc16
     f = bytearray((addr, func, 2, raw >> 8, raw & 0xFF, 0, 0))
     c = modbus_crc16(f, 0, 5)
     f[5] = c & 0xFF

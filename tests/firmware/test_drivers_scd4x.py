@@ -4,8 +4,8 @@ import micropython
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeI2C, LCG, vectors, unhex
-from firmware import wire
-from firmware.drivers.scd4x import SCD4x, set_pressure_command
+from envbox.firmware import wire
+from envbox.firmware.drivers.scd4x import SCD4x, set_pressure_command
 
 V = vectors("scd4x")
 MEAS = [unhex(v["hex"]) for v in V["vectors"] if v["kind"] == "measurement"]
@@ -191,7 +191,7 @@ def test_random_replies_never_raise():
 
 
 def test_co2_zero_is_sensor_error():
-    from firmware.drivers.checksums import sensirion_crc8
+    from envbox.firmware.drivers.checksums import sensirion_crc8
     m = bytearray(MEAS[0])
     m[0] = 0
     m[1] = 0

@@ -3,8 +3,8 @@ import micropython
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeUART, LCG, feed, vectors, unhex
-from firmware import wire
-from firmware.drivers.sds011 import SDS011
+from envbox.firmware import wire
+from envbox.firmware.drivers.sds011 import SDS011
 
 V = vectors("sds011")
 

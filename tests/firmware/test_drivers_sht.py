@@ -4,9 +4,9 @@ import micropython
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeI2C, LCG, vectors, unhex
-from firmware import wire
-from firmware.drivers.sht4x import SHT4x
-from firmware.drivers.sht3x import SHT3x
+from envbox.firmware import wire
+from envbox.firmware.drivers.sht4x import SHT4x
+from envbox.firmware.drivers.sht3x import SHT3x
 
 V4 = vectors("sht4x")
 V3 = vectors("sht3x")
@@ -77,7 +77,7 @@ def test_sht3x_vectors():
 
 def test_rh_is_cropped_and_extremes():
     # S_RH = 0xFFFF -> 119 %, cropped to 100; S_RH = 0 -> -6 %, cropped to 0; T extremes
-    from firmware.drivers.checksums import sensirion_crc8
+    from envbox.firmware.drivers.checksums import sensirion_crc8
     for st, srh, t_cc, rh_cp, t_status in ((0xFFFF, 0xFFFF, 13000, 10000, wire.STATUS_OUT_OF_RANGE),
                                             (0, 0, -4500, 0, wire.STATUS_OUT_OF_RANGE),
                                             (0x6666, 0x8000, 2500, 5650, wire.STATUS_OK)):

@@ -3,8 +3,8 @@ import micropython
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeUART, LCG, feed, vectors, unhex
-from firmware import wire
-from firmware.drivers.ze03 import ZE03
+from envbox.firmware import wire
+from envbox.firmware.drivers.ze03 import ZE03
 
 V = vectors("ze03")
 GAS_OF_CODE = {0x2A: "o3", 0x2C: "no2", 0x2B: "so2", 0x04: "co"}

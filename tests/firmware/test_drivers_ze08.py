@@ -3,8 +3,8 @@ import micropython
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeUART, LCG, feed, vectors, unhex
-from firmware import wire
-from firmware.drivers.ze08 import ZE08
+from envbox.firmware import wire
+from envbox.firmware.drivers.ze08 import ZE08
 
 V = vectors("ze08")
 

@@ -8,10 +8,10 @@ import vfs
 
 import micropython
 import mptest
-from boards.simflash import NorFlash, Partition
-from firmware import journal as J
-from firmware.journal_files import FileJournal
-from firmware.journal_ring import SECTOR, RingJournal, padded
+from envbox.boards.simflash import NorFlash, Partition
+from envbox.firmware import journal as J
+from envbox.firmware.journal_files import FileJournal
+from envbox.firmware.journal_ring import SECTOR, RingJournal, padded
 
 _N = [0]
 

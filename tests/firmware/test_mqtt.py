@@ -4,7 +4,7 @@
 import asyncio
 
 import mptest
-from firmware import mqtt as M
+from envbox.firmware import mqtt as M
 
 
 class SlowWriter:

@@ -1,8 +1,8 @@
 # GNSS NMEA driver under MicroPython, against tests/vectors/nmea.json (shared with the simulator).
 import micropython
 import mptest
-from firmware import wire
-from firmware.drivers.nmea import GNSS, days_from_civil
+from envbox.firmware import wire
+from envbox.firmware.drivers.nmea import GNSS, days_from_civil
 
 V = mptest.vectors("nmea")["vectors"]
 EPOCH = wire.EPOCH_2020_UNIX_S

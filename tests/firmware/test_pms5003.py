@@ -1,8 +1,8 @@
 # PMS5003 driver under MicroPython, against tests/vectors/pms5003.json (shared with the simulator).
 import micropython
 import mptest
-from firmware import wire
-from firmware.drivers.pms5003 import PMS5003, CMD_PASSIVE, CMD_READ
+from envbox.firmware import wire
+from envbox.firmware.drivers.pms5003 import PMS5003, CMD_PASSIVE, CMD_READ
 
 V = mptest.vectors("pms5003")["vectors"]
 NAMES = [c[0] for c in wire.CHANNELS]

@@ -5,8 +5,8 @@
 import mptest
 from mptest import eq, true
 from drivers_fakes import FakeUART
-from firmware.drivers import simcom
-from firmware.link import LinkClock
+from envbox.firmware.drivers import simcom
+from envbox.firmware.link import LinkClock
 
 V = mptest.vectors("simcom")
 RC = {"OK": simcom.RC_OK, "ERROR": simcom.RC_ERROR, "CME ERROR": simcom.RC_CME,

@@ -4,9 +4,9 @@
 import micropython
 import mptest
 from drivers_fakes import FakeUART, unhex, vectors
-from firmware import wire
-from firmware.compat import ticks_add, ticks_diff
-from firmware.drivers.pms5003 import PMS5003
+from envbox.firmware import wire
+from envbox.firmware.compat import ticks_add, ticks_diff
+from envbox.firmware.drivers.pms5003 import PMS5003
 
 WRAP = 1 << 30
 

@@ -7,9 +7,9 @@ import asyncio
 
 import mptest
 from appfakes import FakeBoard, Script, nmea_second
-from firmware import app as A
-from firmware import wire
-from firmware.clock import SOURCE_GNSS
+from envbox.firmware import app as A
+from envbox.firmware import wire
+from envbox.firmware.clock import SOURCE_GNSS
 
 T0 = 218000000      # seconds since 2020: 2026-11-28
 

@@ -1,7 +1,7 @@
 # Wire format under MicroPython: the same golden vectors the CPython tests read.
 import micropython
 import mptest
-from firmware import wire
+from envbox.firmware import wire
 
 ALL = mptest.vectors("wire")["vectors"]
 V = [v for v in ALL if v.get("kind") is None]

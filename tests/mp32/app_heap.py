@@ -43,9 +43,9 @@ async def main():
     buses = appfakes.kit_buses(KIT)
     part = appfakes.RamPartition(8)
     _base[0] = await _mem()           # the interpreter and the fakes: not the box's
-    from firmware import app as A
-    from firmware import mqtt      # noqa: F401 - a box loads it for its client (the fake here)
-    from firmware.clock import SOURCE_GNSS
+    from envbox.firmware import app as A
+    from envbox.firmware import mqtt  # noqa: F401 - a box loads it for its client (the fake here)
+    from envbox.firmware.clock import SOURCE_GNSS
     await _mark("modules")
     b = appfakes.FakeBoard(KIT, buses=buses, partition=part, state_dir="/tmp/envbox-heap")
     await _mark("board")

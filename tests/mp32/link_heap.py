@@ -18,16 +18,16 @@ async def _mem():
 
 async def main():
     import socket  # noqa: F401 - (this build has none: tests/mp32/stand_ins/, in the baseline)
-    import firmware  # noqa: F401 - the package itself, in the baseline
-    import firmware.compat  # noqa: F401
+    import envbox.firmware  # noqa: F401 - the package itself, in the baseline
+    import envbox.firmware.compat  # noqa: F401
     base = await _mem()
     which = sys.argv[1] if len(sys.argv) > 1 else "base"
-    import firmware.link  # noqa: F401
+    import envbox.firmware.link  # noqa: F401
     if which == "cell":
-        import firmware.drivers.simcom  # noqa: F401
-        import firmware.linkcell  # noqa: F401
+        import envbox.firmware.drivers.simcom  # noqa: F401
+        import envbox.firmware.linkcell  # noqa: F401
     elif which == "wifi":
-        import firmware.linkwifi  # noqa: F401
+        import envbox.firmware.linkwifi  # noqa: F401
     print("heap_bytes_32bit_link_%s=%d" % (which, await _mem() - base))
 
 

@@ -13,11 +13,12 @@ with open(sys.argv[1], "rb") as f:
     _image = f.read()
 vfs.mount(vfs.VfsRom(_image), "/rom")
 sys.path.insert(0, "/rom/lib")
-import firmware  # noqa: E402
+import envbox.firmware  # noqa: E402
 
-if not firmware.__file__.startswith("/rom/"):
-    raise SystemExit("firmware imported from %s, not the ROMFS image" % firmware.__file__)
-print("firmware_from=%s" % firmware.__file__)
+_fw = envbox.firmware.__file__
+if not _fw.startswith("/rom/"):
+    raise SystemExit("firmware imported from %s, not the ROMFS image" % _fw)
+print("firmware_from=%s" % _fw)
 _here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 sys.argv[:] = [sys.argv[0]] + sys.argv[2:]
 with open(_here + "/app_heap.py") as f:

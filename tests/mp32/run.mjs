@@ -5,11 +5,13 @@
 //
 // The build has a 32-bit word, so small integers are +-2^30 as on an ESP32 or RP2040, and it has
 // micropython.heap_lock and gc.mem_alloc. It has no `machine`, sockets, ssl or littlefs, and its
-// asyncio runs on JavaScript's event loop (no asyncio.run). The repository's firmware/, boards/
-// and tests/ (vectors and firmware tests) are copied into the build's in-memory file system at
-// the same absolute paths, so a script finds them as it would under the Unix port; files it
-// writes stay in memory. sys.path gets the repository root and tests/firmware, like MICROPYPATH
-// in tests/test_firmware_mp.py. Exit status: 0, or the script's SystemExit code, or 1 for an
+// asyncio runs on JavaScript's event loop (no asyncio.run). The repository's tests/ (vectors and
+// firmware tests) are copied into the build's in-memory file system at the same absolute paths,
+// and firmware/ and boards/ where the box has them, /lib/envbox/firmware and /lib/envbox/boards
+// (a module's __file__ is a string in the heap: the same path as on a device keeps the heap
+// figures a device's), so a script finds them as it would under the Unix port; files it writes
+// stay in memory. sys.path gets /lib and tests/firmware, like MICROPYPATH in
+// tests/test_firmware_mp.py. Exit status: 0, or the script's SystemExit code, or 1 for an
 // uncaught exception (printed as a traceback).
 import fs from "node:fs";
 import path from "node:path";
@@ -40,28 +42,36 @@ function mkdirs(p) {
     try { mp.FS.mkdir(cur); } catch (e) { /* exists */ }
   }
 }
-function copyTree(src) {
-  mkdirs(src);
+function copyTree(src, dst) {
+  mkdirs(dst);
   for (const ent of fs.readdirSync(src, { withFileTypes: true })) {
     const p = path.join(src, ent.name);
     if (ent.isDirectory()) {
-      if (ent.name !== "__pycache__" && ent.name !== "node_modules") copyTree(p);
+      if (ent.name !== "__pycache__" && ent.name !== "node_modules") {
+        copyTree(p, path.join(dst, ent.name));
+      }
     } else if (/\.(py|json|mpy|bin|txt)$/.test(ent.name)) {
-      mp.FS.writeFile(p, fs.readFileSync(p));
+      mp.FS.writeFile(path.join(dst, ent.name), fs.readFileSync(p));
     }
   }
 }
-for (const d of ["firmware", "boards", "tests/firmware", "tests/vectors", "tests/mp32"]) {
+for (const d of ["tests/firmware", "tests/vectors", "tests/mp32"]) {
   const p = path.join(root, d);
-  if (fs.existsSync(p)) copyTree(p);
+  if (fs.existsSync(p)) copyTree(p, p);
 }
+// one import name, as on the box: envbox.firmware, envbox.boards (envbox/__init__ is empty)
+const mppath = "/lib";
+for (const d of ["firmware", "boards"]) {
+  copyTree(path.join(root, d), path.join(mppath, "envbox", d));
+}
+mp.FS.writeFile(path.join(mppath, "envbox", "__init__.py"), "");
 mkdirs(path.dirname(script));
 mp.FS.writeFile(script, fs.readFileSync(script));
 mp.FS.chdir(root);
 
 const setup = `
 import sys
-sys.path.append(${JSON.stringify(root)})
+sys.path.append(${JSON.stringify(mppath)})
 sys.path.append(${JSON.stringify(root + "/tests/firmware")})
 # stand-ins, last on the path, for modules this build lacks (socket): they let a module import;
 # any use raises
