@@ -34,8 +34,14 @@ _FIX_RECENT_S = const(5)           # a receiver with a fix this recent is waited
 
 class Applied:
     """A validated config (firmware/config.py) compiled for the sampler's integer hot path."""
-    # cfg, version, period_s, enabled_mask (a bit per wire channel), any_cal, and slope_e4 and
-    # offset_raw (per channel; None without a calibration): set by channels.compile_into
+    # set by channels.compile_into (annotations only: MicroPython compiles them to nothing)
+    cfg: dict
+    version: int
+    period_s: int
+    enabled_mask: int              # a bit per wire channel
+    any_cal: bool
+    slope_e4: "list | None"        # per channel; None without a calibration
+    offset_raw: "list | None"
 
     def __init__(self, cfg):
         # names to indices, the mask and the calibration tables: firmware/channels.py (loaded
