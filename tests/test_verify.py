@@ -10,7 +10,7 @@ from envbox import verify
 T0 = 1764300000
 
 
-def _truth(tmp_path, n=6):
+def _truth(tmp_path, n=6, no2_silent=()):
     recs = []
     for k in range(n):
         t = T0 + 10 * k
@@ -21,8 +21,9 @@ def _truth(tmp_path, n=6):
         pms = {n: 10 + k for n, _, _ in verify.CHANNEL_TRUTH["pms5003"]}
         recs.append({"kind": "pms5003", "slot": t, "t_virtual": t + 0.1,
                      "status": "checksum_error" if k == 4 else "ok", **pms})
-        recs.append({"kind": "ze03_no2", "slot": t, "mode": "qa", "status": "ok",
-                     "no2_ppb": 31.0 + k})
+        if k not in no2_silent:
+            recs.append({"kind": "ze03_no2", "slot": t, "mode": "qa", "status": "ok",
+                         "no2_ppb": 31.0 + k})
     p = tmp_path / "gt.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in recs))
     return str(p)
@@ -91,3 +92,22 @@ def test_warming_up_is_accepted_only_at_the_start(exp):
     rows[T0 + 50]["no2_ppb_status"] = 1.0
     del rows[T0 + 50]["no2_ppb"]
     assert not verify.compare(exp, rows, warmup_grace_s=30).ok
+
+
+def test_a_module_that_sent_nothing_must_be_stored_as_failed(tmp_path):
+    # the model recorded no ZE03 answer for slot T0 + 30: the box must store a status without a
+    # value there (the driver's no_data), never a number
+    exp = verify.expected_from_truth(_truth(tmp_path, no2_silent=(3,)), T0 + 50)
+    rows = _rows()
+    rows[T0 + 30]["no2_ppb_status"] = 2.0        # no_data
+    del rows[T0 + 30]["no2_ppb"]
+    assert verify.compare(exp, rows).ok
+    rows[T0 + 30]["no2_ppb"] = 34.0              # a value the module never sent
+    rep = verify.compare(exp, rows)
+    assert any("no ze03_no2 answer in the truth" in m for m in rep.mismatches), rep.mismatches
+    rows = _rows()                               # ok with the slot's value: invented as well
+    rep = verify.compare(exp, rows)
+    assert any("no ze03_no2 answer in the truth" in m for m in rep.mismatches), rep.mismatches
+    del rows[T0 + 30]["no2_ppb_status"]
+    rep = verify.compare(exp, rows)
+    assert any("no status stored" in m for m in rep.mismatches), rep.mismatches

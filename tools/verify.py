@@ -192,11 +192,24 @@ def compare(exp: Expected, rows: dict[int, dict], warmup_grace_s: int = 200) -> 
                 continue
             rec = truth.get(kind)
             if rec is None:
-                rep.mismatches.append(f"t={t}: no {kind} answer in the truth for a produced slot")
+                _check_unanswered(rep, t, row, kind)
                 continue
             for name, key, tol in CHANNEL_TRUTH.get(kind, ()):
                 _check_channel(rep, t, row, name, rec, key, tol, exp, warmup_grace_s)
     return rep
+
+
+def _check_unanswered(rep, t, row, kind) -> None:
+    """The module sent no answer for slot t (the simulator records every answer it sends: a
+    request that missed its window on a loaded host, a bus that did not carry it): the box must
+    say so, with a status that carries no value and no value, on each of the part's channels."""
+    for name, _, _ in CHANNEL_TRUTH.get(kind, ()):
+        st = row.get(name + "_status")
+        if st is None:
+            rep.mismatches.append(f"t={t} {name}: no status stored")
+        elif name in row or wire.status_has_value(int(st)):
+            rep.mismatches.append(f"t={t} {name}: {wire.STATUS_NAMES[int(st)]} with a value, "
+                                  f"but no {kind} answer in the truth for this slot")
 
 
 def _channel_truth() -> dict[str, list[tuple[str, str, int]]]:
