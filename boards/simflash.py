@@ -22,11 +22,7 @@
 
 import os
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from envbox.firmware.compat import const
 
 _SECTOR = const(4096)
 _CHUNK = const(64)

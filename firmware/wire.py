@@ -65,13 +65,9 @@
 # Unsigned varints, little-endian base 128, at most 30 bits (seqs stay small integers on
 # 32-bit boards). Nothing else: the topic names the device and the gateway.
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
-
 import struct
+
+from .compat import const
 
 KIND_SAMPLE = const(0x01)
 KIND_BATCH = const(0x02)
