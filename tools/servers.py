@@ -8,6 +8,7 @@ paused and restarted on the same port and data, so tests can break them on purpo
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -32,7 +33,31 @@ class ServerError(RuntimeError):
     pass
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives to outgoing connections (Linux: 32768 by default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback TCP port free now, below the ephemeral range: a port the kernel picked for
+    us (bind to 0) is one it also gives to outgoing connections, so a server started on it a
+    moment later could find it taken by a client's socket (a gateway restarted in a test after
+    hundreds of HTTP writes failed so: "Address already in use")."""
+    low = _ephemeral_low()
+    if low > 12000:
+        rnd = random.SystemRandom()
+        for _ in range(200):
+            port = rnd.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
