@@ -30,30 +30,13 @@ def open(j):
         k = (k + 1) % j.nsec
     j.oldest = k
     # replay the head sector: the last good record gives next_seq and the cursor
-    off = SEC_HDR
-    last = -1
-    released = 0
-    while True:
-        sq = j.read_record(best, off, None)
-        if sq < 0:
-            break
-        last = sq if j.last_n else sq - 1
-        released = u32(j._rec, 6)
-        off += padded(j.last_n)
+    last, released, off = _replay(j, best, -1, 0)
     j.cur_sec = best
     j.cur_off = off
     if last < 0 and best != j.oldest:
         # an empty head sector (cut right after it was started): the newest record is in
         # the sector before it
-        p = (best - 1) % j.nsec
-        o = SEC_HDR
-        while True:
-            sq = j.read_record(p, o, None)
-            if sq < 0:
-                break
-            last = sq if j.last_n else sq - 1
-            released = u32(j._rec, 6)
-            o += padded(j.last_n)
+        last, released, _ = _replay(j, (best - 1) % j.nsec, last, released)
     if last >= 0:
         j.next_seq = last + 1
     j.acked.released = released if released <= j.next_seq else j.next_seq
@@ -62,6 +45,19 @@ def open(j):
         j.torn_tails += 1
         j._broken = True
     return j
+
+def _replay(j, sec, last, released):
+    """Read sector `sec`'s records from the first: (the last good record's seq, its released
+    mark, the offset after it); `last` and `released` as given when it holds none."""
+    off = SEC_HDR
+    while True:
+        sq = j.read_record(sec, off, None)
+        if sq < 0:
+            return last, released, off
+        last = sq if j.last_n else sq - 1
+        released = u32(j._rec, 6)
+        off += padded(j.last_n)
+
 
 def _rest_erased(j, sec, off):
     c = bytearray(64)          # (boot only)

@@ -225,6 +225,13 @@ class Spool:
         self._depth = c.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
         self._preload(c)
 
+    def _reload_caches(self, c) -> None:
+        """After a rolled-back transaction: the caches may hold its changes, read them again."""
+        self._ranges.clear()
+        self._fold.clear()
+        self._max_t.clear()
+        self._preload(c)
+
     def _preload(self, c) -> None:
         """One query each for what ingest needs of every known box (fleet-sized): a box seen
         for the first time by this process then costs no query at all if it is new, and only
@@ -600,11 +607,7 @@ class Spool:
                     self._bump(c, "conflicts", res.conflicts)
                 self._prune_history(c, touched, now_s)
         except BaseException:
-            # the caches may hold the rolled-back changes: read them again
-            self._ranges.clear()
-            self._fold.clear()
-            self._max_t.clear()
-            self._preload(c)
+            self._reload_caches(c)
             raise
         with self._lock:
             self._depth += added
@@ -930,10 +933,7 @@ class Spool:
                     self._bump(c, "dead_letter_rows", -gone_n)
                     self._bump(c, "dead_letter_bytes", -gone_b)
         except BaseException:
-            self._ranges.clear()
-            self._fold.clear()
-            self._max_t.clear()
-            self._preload(c)
+            self._reload_caches(c)
             raise
         with self._lock:
             self._depth += moved
