@@ -263,7 +263,8 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
     `modem="sim7600"|"a7670"` fits the simulator's LTE modem: the box reaches the broker only
     through its data link (sim.modem_model is the model, for sim_setup and events).
     `kill_at=(minute, ...)`: SIGKILL the firmware at these virtual minutes and start it again at
-    once (a reset of the box; the modem and the RTC keep their state).
+    once (a reset of the box; the modem and the RTC keep their state). The kill lands up to one
+    poll (0.2 s wall) after the minute; `rep.killed_at_s` says when, in virtual seconds.
     `events=((minute, fn), ...)`: call fn(sim) once the patrol reaches that virtual minute.
     The report also carries `flags` (sample time -> wire flags, as published), `status` (the
     box's JSON status messages) and `firmware_log` (path)."""
@@ -321,6 +322,7 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
             return p
         fw = firmware()
         kills = sorted(kill_at)
+        killed_at: list = []        # virtual seconds from the start, as done (polled every 0.2 s)
         pending = sorted(events, key=lambda e: e[0])
         prog = Progress(minutes * 60)
         total_wall = minutes * 60 / warp
@@ -329,6 +331,7 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
             done = sim.clock.now() - sim.start_virtual_s
             if kills and done >= kills[0] * 60:
                 kills.pop(0)
+                killed_at.append(sim.clock.now() - sim.start_virtual_s)
                 fw.kill()
                 fw.wait()
                 say(f"\nfirmware SIGKILLed at virtual minute {done / 60:.1f}; started again")
@@ -385,6 +388,7 @@ def run_patrol(workdir: Path, minutes: float, warp: float, sink: str, seed: int 
         rep.flags = dict(meter.flags)
         rep.status = list(meter.status)
         rep.firmware_log = workdir / "firmware.log"
+        rep.killed_at_s = killed_at
         return rep, rows
     finally:
         for p in procs:
