@@ -9,11 +9,15 @@ setup:
 demo: setup
 	.venv/bin/envbox demo $(ARGS)
 
+# one pytest worker per core (at most 4; JOBS=0 runs them in one process, one at a time); a test file stays on
+# one worker, so its servers start once
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: setup
-	.venv/bin/python -m pytest $(ARGS)
+	.venv/bin/python -m pytest -n $(JOBS) --dist loadfile $(ARGS)
 
 test-fast: setup
-	.venv/bin/python -m pytest -m "not slow" $(ARGS)
+	.venv/bin/python -m pytest -n $(JOBS) --dist loadfile -m "not slow" $(ARGS)
 
 # the fleet chaos run of issue 9 at full length: 4 boxes, 40 virtual minutes, two seeds
 chaos: setup
