@@ -111,3 +111,22 @@ def test_a_module_that_sent_nothing_must_be_stored_as_failed(tmp_path):
     del rows[T0 + 30]["no2_ppb_status"]
     rep = verify.compare(exp, rows)
     assert any("no status stored" in m for m in rep.mismatches), rep.mismatches
+
+
+def test_a_late_request_belongs_to_the_slot_it_was_made_for(tmp_path):
+    """The box waits up to fix_wait_ms past its slot for that second's fix, then asks the PMS5003
+    (seen in CI: slot T0+20 requested 7.76 s late, at the model's nearest grid second T0+30, with
+    T0+30's own request 2.6 s after it). The late answer is slot T0+20's; T0+30 keeps its own."""
+    path = _truth(tmp_path)
+    recs = [json.loads(x) for x in open(path)]
+    late = next(r for r in recs if r["kind"] == "pms5003" and r["slot"] == T0 + 20)
+    late.update(slot=T0 + 30, t_virtual=T0 + 27.76)     # the model's slot: the nearest second
+    recs.sort(key=lambda r: r.get("t_virtual", r.get("t", r.get("slot"))))
+    (tmp_path / "late.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    exp = verify.expected_from_truth(str(tmp_path / "late.jsonl"), T0 + 50)
+    assert exp.slots[T0 + 20]["pms5003"]["t_virtual"] == T0 + 27.76
+    assert exp.slots[T0 + 30]["pms5003"]["t_virtual"] == T0 + 30.1
+    assert verify.compare(exp, _rows()).ok
+    # a request that early is still its own slot's (a box on network time, up to 0.5 s early)
+    assert verify.request_slot(T0 + 29.4) == T0 + 30 == verify.request_slot(T0 + 38.4)
+    assert verify.request_slot(T0 + 38.6) == T0 + 40

@@ -92,6 +92,12 @@ class Expected:
     kinds: set                      # module kinds present in the run (besides gnss)
 
 
+def request_slot(t_virtual: float, period_s: int = 10, early_s: float = 1.5) -> int:
+    """The grid slot a read request at t_virtual was made for: the last one begun at most
+    `early_s` after it."""
+    return int((t_virtual + early_s) // period_s) * period_s
+
+
 # Query-answer records: which record of a slot is the one the firmware's sample used.
 _QA_MODES = (None, "qa", "query")
 
@@ -112,7 +118,14 @@ def expected_from_truth(path: str, run_until_s: int, period_s: int = 10) -> Expe
             continue        # active-mode frames before the driver switched the module to Q&A
         slots = per_kind.setdefault(k, {})
         if k == "pms5003":
-            slots.setdefault(r["slot"], r)   # one read request per sample: the first answer
+            # one read request per sample: the first answer. The box requests at its slot
+            # second, or later while it waits for that second's fix (fix_wait_ms: up to 5 s of
+            # virtual time on the sim board, plus the host's lag); the model's `slot` is the
+            # nearest grid second (whose air it reports), so a request more than 5 s late carries
+            # the next one. The sample it belongs to is the last slot begun 1.5 s before it (a box
+            # on network time may be up to 0.5 s early).
+            slot = request_slot(r["t_virtual"], period_s)
+            slots.setdefault(slot, r if slot == r["slot"] else {**r, "slot": slot})
         else:
             slots[r["slot"]] = r             # retries within a slot: the last answer counts
     pms = per_kind.get("pms5003")
