@@ -9,7 +9,7 @@ from .channels import CHANNELS, STATUS_NAMES
 from .wire import (KIND_ACK, MAX_ACK_RANGES, BH_FIX, BH_FLAGS, BH_MASK, BH_SEQ, BH_STATUS, BH_TIME,
                    COURSE_UNKNOWN, EPOCH_2020_UNIX_S, KIND_BATCH, KIND_SAMPLE, MAX_DEVICE_ID,
                    N_CHANNELS, SCHEMA_VERSION, STATUS_NOT_FITTED, STATUS_OK,
-                   STATUS_OUT_OF_RANGE, MAX_SAMPLE_BYTES, Sample, WireError, encode_into)
+                   STATUS_OUT_OF_RANGE, MAX_SAMPLE_BYTES, WireError, encode_into)
 
 
 def status_has_value(status):
@@ -139,7 +139,7 @@ def _decode_batch(data, _raw=False):
     p += 10
     if count == 0:
         raise WireError("empty batch")
-    s = Sample(dev)
+    head = bytes((KIND_SAMPLE, n)) + dev     # each single's first bytes
     seq = seq0 - 1
     t = t0 - period
     flags = fixq = sats = hdop = 0
@@ -150,37 +150,39 @@ def _decode_batch(data, _raw=False):
         st[i] = STATUS_NOT_FITTED
     val = [0] * N_CHANNELS
     out = []
+    fitted = ()             # the fitted channels' indices and their mask, as the single's bytes
+    mask_bytes = b"\0\0\0\0"
     for _ in range(count):
-        head = _get_u8(data, p, end, "batch sample")
+        bh = _get_u8(data, p, end, "batch sample")
         p += 1
-        if head & ~0x3F:
-            raise WireError("bad batch head 0x%02x" % head)
+        if bh & ~0x3F:
+            raise WireError("bad batch head 0x%02x" % bh)
         ds = 1
-        if head & BH_SEQ:
+        if bh & BH_SEQ:
             ds, p = _get_varint(data, p, end)
             ds += 1
         seq += ds
         dt = period
-        if head & BH_TIME:
+        if bh & BH_TIME:
             dt, p = _get_varint(data, p, end)
             dt += period
         t += dt
-        if head & BH_FLAGS:
+        if bh & BH_FLAGS:
             flags = _get_u8(data, p, end, "flags")
             p += 1
-        if head & BH_FIX:
+        if bh & BH_FIX:
             if end < p + 3:
                 raise WireError("truncated batch fix")
             fixq, sats, hdop = data[p], data[p + 1], data[p + 2]
             p += 3
-        if head & BH_MASK:
+        if bh & BH_MASK:
             if end < p + 4:
                 raise WireError("truncated batch mask")
             mask = struct.unpack_from(">I", data, p)[0]
             p += 4
             if mask >> N_CHANNELS:
                 raise WireError("unknown channel bits in mask 0x%08x" % mask)
-        if head & BH_STATUS:
+        if bh & BH_STATUS:
             for i in range(N_CHANNELS):
                 if mask & (1 << i):
                     c = _get_u8(data, p, end, "batch status")
@@ -190,6 +192,8 @@ def _decode_batch(data, _raw=False):
                     st[i] = c
                 else:
                     st[i] = STATUS_NOT_FITTED
+            fitted = [i for i in range(N_CHANNELS) if st[i] != STATUS_NOT_FITTED]
+            mask_bytes = struct.pack(">I", mask)
         else:
             for i in range(N_CHANNELS):
                 if bool(mask & (1 << i)) != (st[i] != STATUS_NOT_FITTED):
@@ -207,22 +211,34 @@ def _decode_batch(data, _raw=False):
             spd += v
             v, p = _get_varint(data, p, end)
             crs += v
-        for i in range(N_CHANNELS):
-            c = st[i]
-            if c == STATUS_OK or c == STATUS_OUT_OF_RANGE:
-                v, p = _get_varint(data, p, end)
-                val[i] += v
-        s.seq, s.t_s2020, s.flags, s.fix_quality = seq, t, flags, fixq
-        s.sats, s.hdop_x10 = sats, hdop
-        s.lat_e7, s.lon_e7, s.alt_dm, s.speed_kmh_x10, s.course_x10 = lat, lon, alt, spd, crs
-        for i in range(N_CHANNELS):
-            s.set(i, st[i], val[i])
+        # the single, as wire.encode_into lays it out (tests/test_wire.py holds them to it)
         try:
-            one = encode(s)
+            one = bytearray(head)
+            one += struct.pack(">IIBB", seq, t, flags, fixq)
+            if fixq:
+                # longitude as the encoder writes it: its two 16-bit halves, modulo 2^32
+                one += struct.pack(">BBiIhHH", sats, hdop, lat, lon & 0xFFFFFFFF, alt, spd, crs)
         except _PACK_ERRORS as e:
-            if isinstance(e, WireError):
-                raise
             raise WireError("batch sample out of range: %s" % e)
+        one += mask_bytes
+        for i in fitted:
+            c = st[i]
+            one.append(c)
+            if c == STATUS_OK or c == STATUS_OUT_OF_RANGE:
+                b = data[p] if p < end else 0x80     # a one-byte delta inline; the rest below
+                if b < 0x80:
+                    p += 1
+                    v = val[i] + ((b >> 1) if not b & 1 else -((b + 1) >> 1))
+                else:
+                    v, p = _get_varint(data, p, end)
+                    v += val[i]
+                val[i] = v
+                u = (v << 1) if v >= 0 else ((-v << 1) - 1)
+                while u >= 0x80:
+                    one.append((u & 0x7F) | 0x80)
+                    u >>= 7
+                one.append(u)
+        one = bytes(one)
         out.append(decode(one) if not _raw else one)
     if p != end:
         raise WireError("%d trailing bytes" % (end - p))
