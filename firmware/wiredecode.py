@@ -225,10 +225,19 @@ def _decode_batch(data, _raw=False):
             c = st[i]
             one.append(c)
             if c == STATUS_OK or c == STATUS_OUT_OF_RANGE:
-                b = data[p] if p < end else 0x80     # a one-byte delta inline; the rest below
-                if b < 0x80:
+                # deltas of one or two bytes read inline (most of them); longer ones below
+                u = data[p] if p < end else 0x80
+                if u < 0x80:
                     p += 1
-                    v = val[i] + ((b >> 1) if not b & 1 else -((b + 1) >> 1))
+                else:
+                    b = data[p + 1] if p + 1 < end else 0x80
+                    if b < 0x80:
+                        u = (u & 0x7F) | (b << 7)
+                        p += 2
+                    else:
+                        u = -1
+                if u >= 0:
+                    v = val[i] + ((u >> 1) if not u & 1 else -((u + 1) >> 1))
                 else:
                     v, p = _get_varint(data, p, end)
                     v += val[i]
