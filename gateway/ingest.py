@@ -160,10 +160,10 @@ def check_payload(topic: str, payload: bytes, device_index: int, now: float,
 
 
 # Checking the singles of a batch without decoding each one again (profiled: decoding them was a
-# third of the gateway's CPU per batched sample). wire.singles() builds each single with
-# wire.encode() from a sample the batch decoder has already checked: kind, lengths, mask and
+# third of the gateway's CPU per batched sample). wire.singles() lays out each single as
+# wire.encode() would, from fields the batch decoder has already checked: kind, lengths, mask and
 # statuses are right by construction, and every field except the device id and the channel
-# values is range-checked by encode's struct packing. wire.decode() of such a single can only
+# values is range-checked by its struct packing. wire.decode() of such a single can only
 # fail on (a) a device id byte outside printable ASCII or one of / + # (the batch decoder does
 # not check the id; it is checked once per batch here), or (b) a channel value whose varint is
 # longer than the 6 bytes decode() accepts (values summed from a hostile batch's differences):
