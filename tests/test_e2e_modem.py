@@ -75,13 +75,16 @@ def check_once(rep, rows, truth: Truth, restarts_at_s=()):
     res = verify.compare(exp, grid)
     assert not res.extra, f"stored at times no sample was taken: {res.extra[:10]}"
     unsampled = {t for t, e in exp.slots.items() if e.get("pms5003") is None}
+    # the slot the expectation filed each request under (verify.request_slot: a held sample's
+    # request falls anywhere between two grid seconds)
+    filed = {e["pms5003"]["t_virtual"]: t for t, e in exp.slots.items() if e.get("pms5003")}
     covered = set()
     for t, row in held.items():
         # the request the box made in second t (its clock: the network's, +-0.5 s)
         recs = [r for r in truth.pms if abs(r["t_virtual"] - (t + 0.5)) <= 1.5]
         assert len(recs) == 1, f"held sample t={t}: requests near it {recs}"
         rec = recs[0]
-        covered.add(rec["slot"])
+        covered.add(filed.get(rec["t_virtual"], rec["slot"]))
         one = verify.Expected({t: {"gnss": truth.gnss.get(t), "pms5003": rec}}, exp.first_slot,
                               exp.last_slot, {"pms5003"})
         r1 = verify.compare(one, {t: row})
