@@ -2,6 +2,7 @@
 
 import os
 import select
+import time
 
 from envbox.servers import eventually
 from envbox.simulator.clock import VirtualClock
@@ -52,8 +53,20 @@ def test_unread_output_is_dropped_not_hoarded():
     try:
         eventually(lambda: srv.counters["overruns"] >= 10, timeout=10, what="overruns")
         fd = open_raw(srv.path)
+        # the read is non-blocking, as the firmware's, and the server may flush a full buffer
+        # (an overrun) between the poll and the read, so read until an RMC's time is in
+        head = ""
         now = clock.now()
-        head = os.read(fd, 4096).decode("ascii", "replace")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            k = head.find("$GPRMC,")
+            if k >= 0 and len(head) >= k + 13:
+                break
+            select.select([fd], [], [], 0.5)
+            try:
+                head += os.read(fd, 4096).decode("ascii", "replace")
+            except BlockingIOError:
+                pass
         i = head.index("$GPRMC,")
         hh, mm, ss = (int(head[i + 7 + k:i + 9 + k]) for k in (0, 2, 4))
         age_s = (now - (hh * 3600 + mm * 60 + ss)) % 86400
