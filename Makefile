@@ -9,8 +9,8 @@ setup:
 demo: setup
 	.venv/bin/envbox demo $(ARGS)
 
-# one pytest worker per core (at most 4; JOBS=0 runs them in one process, one at a time); a test file stays on
-# one worker, so its servers start once
+# one pytest worker per core, at most 4 (JOBS=0: one process, one test at a time); a test file
+# stays on one worker, so its servers start once
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: setup
