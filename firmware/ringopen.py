@@ -46,6 +46,7 @@ def open(j):
         j._broken = True
     return j
 
+
 def _replay(j, sec, last, released):
     """Read sector `sec`'s records from the first: (the last good record's seq, its released
     mark, the offset after it); `last` and `released` as given when it holds none."""

@@ -242,6 +242,8 @@ def _decode_batch(data, _raw=False):
                     v, p = _get_varint(data, p, end)
                     v += val[i]
                 val[i] = v
+                # zig-zag, then _put_uvarint inlined (the call costs 3 us of this batch's ~10 us
+                # per sample)
                 u = (v << 1) if v >= 0 else ((-v << 1) - 1)
                 while u >= 0x80:
                     one.append((u & 0x7F) | 0x80)
